@@ -1,0 +1,118 @@
+"""Run settings as frozen dataclasses: one place for every knob, stored as config.json in a run.
+
+Change a value with ``dataclasses.replace``; validation runs in ``__post_init__``. This module
+imports no tensorflow so the CLI can validate flags before the slow import.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+DATASETS = ("synthetic", "ksdd", "ksdd2", "dagm", "severstal", "folder")
+PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
+DISTRIBUTES = ("none", "mirrored")
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise ValueError(message)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which images, at what size, and how targets and sampling are built (METHOD.md §3, §4, §6)."""
+
+    dataset: str = "synthetic"  # one of DATASETS
+    root: str | None = None  # dataset folder; None only for synthetic (generated into a cache folder)
+    width: int = 128  # network input width W (divisible by 8)
+    height: int = 128  # network input height H (divisible by 8)
+    channels: int = 1  # 1 = read as grayscale, 3 = colour
+    positives: int | None = None  # keep this many positive training images; None = all
+    segmented: int | None = None  # of those, this many keep pixel labels; None = all
+    fold: int | None = None  # KSDD cross-validation fold 0..2; None = 0 for ksdd
+    category: int | None = None  # DAGM class 1..10; required for dagm
+    split_file: str | None = None  # KSDD: JSON split file overriding the seeded folds
+    dilate: int = 1  # d×d square dilation of masks; 1 = none
+    weighted_seg: bool = True  # distance-transform weights inside defects
+    w_pos: float = 1.0  # weight scale inside defects
+    p: float = 2.0  # exponent of the normalised distance
+    frequency_sampling: bool = True  # frequency-of-use sampling of negatives; False = uniform
+
+    def __post_init__(self) -> None:
+        _check(self.dataset in DATASETS, f"dataset={self.dataset!r}; expected one of {DATASETS}")
+        _check(self.dataset == "synthetic" or self.root is not None,
+               f"dataset={self.dataset!r} needs a data root (--data-root PATH)")
+        for name in ("width", "height"):
+            value = getattr(self, name)
+            _check(value > 0 and value % 8 == 0,
+                   f"{name}={value}; expected a positive multiple of 8")
+        _check(self.channels in (1, 3), f"channels={self.channels}; expected 1 or 3")
+        for name in ("positives", "segmented"):
+            value = getattr(self, name)
+            _check(value is None or value >= 0, f"{name}={value}; expected >= 0 or None (all)")
+        _check(self.fold is None or self.fold in (0, 1, 2), f"fold={self.fold}; expected 0, 1 or 2")
+        _check(self.category is None or 1 <= self.category <= 10,
+               f"category={self.category}; expected 1..10")
+        _check(self.dataset != "dagm" or self.category is not None,
+               "dataset='dagm' needs a category (--category 1..10)")
+        _check(self.dilate >= 1, f"dilate={self.dilate}; expected >= 1")
+        _check(self.w_pos > 0, f"w_pos={self.w_pos}; expected > 0")
+        _check(self.p >= 0, f"p={self.p}; expected >= 0")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation, loss balance and the execution options (METHOD.md §2)."""
+
+    epochs: int = 25  # number of epochs E
+    lr: float = 0.05  # SGD learning rate (no momentum, no schedule)
+    delta: float = 1.0  # δ, weight of the classification loss
+    batch_size: int = 2  # per-sample losses are summed over the batch
+    dynamic_balance: bool = True  # λ = 1 − e/E; False: λ_seg = 1, λ_cls = δ
+    gradient_adjustment: bool = True  # stop the decision loss at the segmentation stage
+    precision: str = "auto"  # "auto" = mixed_float16 on a GPU, float32 otherwise
+    jit: bool | None = None  # XLA; None = on when a GPU is visible
+    validate_every: int = 5  # epochs between validations (the last epoch always validates)
+    distribute: str = "none"  # "mirrored" = MirroredStrategy over local GPUs
+
+    def __post_init__(self) -> None:
+        _check(self.epochs >= 1, f"epochs={self.epochs}; expected >= 1")
+        _check(self.lr > 0, f"lr={self.lr}; expected > 0")
+        _check(self.delta >= 0, f"delta={self.delta}; expected >= 0")
+        _check(self.batch_size >= 1, f"batch_size={self.batch_size}; expected >= 1")
+        _check(self.precision in PRECISIONS,
+               f"precision={self.precision!r}; expected one of {PRECISIONS}")
+        _check(self.validate_every >= 1, f"validate_every={self.validate_every}; expected >= 1")
+        _check(self.distribute in DISTRIBUTES,
+               f"distribute={self.distribute!r}; expected one of {DISTRIBUTES}")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything one training run needs; stored as run_dir/config.json."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    seed: int = 0  # seeds splits, sampling, initialisation and the synthetic data
+    run_dir: str | None = None  # None = runs/<dataset>-<time>; an existing folder is never reused
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict, JSON-serialisable."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunConfig:
+        """Inverse of ``to_dict``; unknown keys raise ValueError naming them."""
+        d = dict(d)
+        data = _build(DataConfig, d.pop("data", {}), "data")
+        train = _build(TrainConfig, d.pop("train", {}), "train")
+        return _build(cls, d, "run", data=data, train=train)
+
+
+def _build(cls: type, values: dict[str, Any], where: str, **extra: Any) -> Any:
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(values) - known
+    _check(not unknown, f"unknown {where} config keys {sorted(unknown)}; expected some of {sorted(known)}")
+    return cls(**values, **extra)

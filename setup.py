@@ -1,0 +1,28 @@
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+setup(
+    name="kerasdec",
+    version="0.1.0",
+    description="End-to-end surface-defect detection (SegDecNet) in Keras 3 / TensorFlow",
+    long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["kerasdec", "kerasdec.*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        "tensorflow>=2.16",
+        "keras>=3.0",
+        "numpy",
+        "scipy",
+        "opencv-python-headless",
+        "click>=8",
+        "tensorboard",
+        "matplotlib",
+    ],
+    extras_require={
+        "litert": ["ai-edge-litert"],
+        "test": ["pytest", "ruff", "scikit-learn", "ai-edge-litert"],
+    },
+    entry_points={"console_scripts": ["kerasdec = kerasdec.cli:main"]},
+)
