@@ -1,0 +1,164 @@
+"""Severstal: Steel Defect Detection (Kaggle, 2019): index the images and decode the RLE masks.
+
+On-disk tree::
+
+    ROOT/train.csv            ImageId,ClassId,EncodedPixels  (one row per image and defect class)
+    ROOT/train_images/<ImageId>          1600×256 grayscale-looking JPEG
+
+EncodedPixels is a run-length encoding: space-separated pairs "start length"; starts are 1-based and
+pixels are numbered top-to-bottom, then left-to-right (column-major). An image with several rows has
+the union of their masks as its label (the reference implementation kept only the last row). Images
+absent from the CSV are defect-free. The older Kaggle CSV (``ImageId_ClassId,EncodedPixels`` with an
+empty encoding for absent classes) is read too.
+
+The dataset has no official labelled test set, so kerasdec splits the images into disjoint
+train/val/test parts with a seeded permutation, stratified by positivity (fractions are parameters).
+
+Licence: Kaggle competition data, for non-commercial research use under the competition rules
+(https://www.kaggle.com/c/severstal-steel-defect-detection/rules).
+Citation: Severstal, "Severstal: Steel Defect Detection", Kaggle, 2019.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from kerasdec.data.samples import Sample
+
+logger = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+
+
+def rle_decode(rle: str, shape: tuple[int, int]) -> np.ndarray:
+    """Decode one Severstal run-length encoding into a 0/1 mask.
+
+    Args:
+        rle: space-separated "start length" pairs, starts 1-based, pixels numbered column-major
+            (down the first column, then the next). An empty string decodes to an all-zero mask.
+        shape: (height, width) of the image.
+
+    Returns:
+        np.uint8 array (height, width) with 1 on the encoded pixels and 0 elsewhere.
+
+    Raises:
+        ValueError: a token is not an integer, the count of numbers is odd, a start is < 1, a length
+            is < 1, or a run ends past the last pixel of the image.
+
+    Example:
+        >>> rle_decode("2 2", (3, 2))[:, 0].tolist()
+        [0, 1, 1]
+    """
+    height, width = int(shape[0]), int(shape[1])
+    flat = np.zeros(height * width, dtype=np.uint8)
+    tokens = rle.split()
+    try:
+        numbers = [int(token) for token in tokens]
+    except ValueError as err:
+        raise ValueError(f"RLE {_short(rle)!r} has a non-integer token; "
+                         "expected 'start length' pairs") from err
+    if len(numbers) % 2:
+        raise ValueError(f"RLE {_short(rle)!r} has an odd count of numbers ({len(numbers)}); "
+                         "expected 'start length' pairs")
+    for start, length in zip(numbers[0::2], numbers[1::2]):
+        if start < 1 or length < 1:
+            raise ValueError(f"RLE run 'start={start} length={length}' is invalid; "
+                             "expected start >= 1 (1-based) and length >= 1")
+        end = start - 1 + length
+        if end > flat.size:
+            raise ValueError(f"RLE run 'start={start} length={length}' ends at pixel {end}, past the "
+                             f"image of {height}x{width} = {flat.size} pixels (shape {shape})")
+        flat[start - 1:end] = 1
+    # Column-major numbering: consecutive pixels run down a column, so fill (W, H) and transpose.
+    return flat.reshape(width, height).T.copy()  # (H, W)
+
+
+def list_samples(root: Path | str, split: str, seed: int = 0, val_fraction: float = 0.1,
+                 test_fraction: float = 0.2) -> list[Sample]:
+    """List the samples of one split of a seeded, stratified train/val/test partition.
+
+    Positives and negatives are each shuffled with ``numpy.random.default_rng(seed)`` and cut into
+    test (``round(n·test_fraction)``), val (``round(n·val_fraction)``) and train (the rest), so the
+    three splits are disjoint, cover every image and keep the defect rate.
+
+    Args:
+        root: folder holding train.csv and train_images/.
+        split: "train", "val" or "test".
+        seed: seed of the partition (the same seed gives the same partition).
+        val_fraction: share of the images in the validation split (default 0.1).
+        test_fraction: share of the images in the test split (default 0.2).
+
+    Returns:
+        Samples sorted by ImageId; positives carry all their RLE rows in ``rle``.
+
+    Raises:
+        FileNotFoundError: root, train.csv or train_images/ is missing.
+        ValueError: bad split or fractions, no images, a CSV row whose image file is missing.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split={split!r}; expected one of {SPLITS}")
+    if not (0 <= val_fraction and 0 <= test_fraction and val_fraction + test_fraction < 1):
+        raise ValueError(f"val_fraction={val_fraction}, test_fraction={test_fraction}; expected "
+                         "non-negative fractions summing to less than 1")
+    root = Path(root)
+    csv_path, images_dir = root / "train.csv", root / "train_images"
+    for path in (root, csv_path, images_dir):
+        if not path.exists():
+            raise FileNotFoundError(f"{path} does not exist; expected the Severstal layout "
+                                    "ROOT/train.csv and ROOT/train_images/<ImageId>")
+    images = sorted(p.name for p in images_dir.iterdir() if p.is_file())
+    if not images:
+        raise ValueError(f"Found 0 images under {root}; expected {images_dir}/<ImageId>.jpg")
+    rles = read_csv(csv_path)
+    missing = sorted(set(rles) - set(images))
+    if missing:
+        raise ValueError(f"{csv_path} lists {len(missing)} image(s) missing from {images_dir}, "
+                         f"e.g. {missing[0]!r}; expected every ImageId to have an image file")
+    names = split_names(images, set(rles), seed, val_fraction, test_fraction)[split]
+    return [Sample(name=name, image_path=images_dir / name, is_positive=name in rles,
+                   rle=tuple(rles.get(name, ()))) for name in names]
+
+
+def read_csv(path: Path) -> dict[str, list[str]]:
+    """Read train.csv into {ImageId: [EncodedPixels, ...]} (rows with an empty encoding skipped).
+
+    Raises:
+        ValueError: the header has neither ImageId,ClassId,EncodedPixels nor ImageId_ClassId.
+    """
+    rles: dict[str, list[str]] = defaultdict(list)
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        fields = reader.fieldnames or []
+        if "EncodedPixels" not in fields or not ({"ImageId", "ImageId_ClassId"} & set(fields)):
+            raise ValueError(f"{path} has header {fields}; expected ImageId,ClassId,EncodedPixels")
+        for row in reader:
+            encoding = (row["EncodedPixels"] or "").strip()
+            image_id = row["ImageId"] if "ImageId" in row else row["ImageId_ClassId"].rsplit("_", 1)[0]
+            if encoding:
+                rles[image_id].append(encoding)
+    return dict(rles)
+
+
+def split_names(images: list[str], positives: set[str], seed: int, val_fraction: float,
+                test_fraction: float) -> dict[str, list[str]]:
+    """Partition image names into sorted, disjoint train/val/test lists, stratified by positivity."""
+    rng = np.random.default_rng(seed)
+    parts: dict[str, list[str]] = {name: [] for name in SPLITS}
+    groups = ([n for n in images if n in positives], [n for n in images if n not in positives])
+    for group in (sorted(g) for g in groups):
+        order = [group[i] for i in rng.permutation(len(group))]
+        n_test = int(np.floor(len(group) * test_fraction + 0.5))
+        n_val = int(np.floor(len(group) * val_fraction + 0.5))
+        parts["test"] += order[:n_test]
+        parts["val"] += order[n_test:n_test + n_val]
+        parts["train"] += order[n_test + n_val:]
+    return {name: sorted(values) for name, values in parts.items()}
+
+
+def _short(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
