@@ -7,8 +7,12 @@ Library modules are imported inside the commands so `kerasdec --help` and flag e
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from kerasdec.config import RunConfig
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -21,3 +25,90 @@ def main(verbose: bool) -> None:
 
 
 # Commands are defined below, one section each: fit, evaluate, predict, export.
+
+
+# ---------------------------------------------------------------------------------------------- fit
+_DATA_FLAGS = ("root", "width", "height", "channels", "segmented", "fold", "category", "split_file",
+               "dilate", "w_pos", "p", "weighted_seg", "frequency_sampling")
+_TRAIN_FLAGS = ("epochs", "lr", "delta", "batch_size", "dynamic_balance", "gradient_adjustment",
+                "precision", "jit", "validate_every", "distribute")
+
+
+def build_fit_config(dataset: str, positives: int | None, protocol: str | None, seed: int | None,
+                     run_dir: str | None, **flags: object) -> "RunConfig":
+    """The published preset of ``dataset`` with every flag the user gave (not None) applied on top."""
+    from dataclasses import replace
+
+    from kerasdec.presets import preset
+
+    cfg = preset(dataset, positives=positives, protocol=protocol, root=flags.get("root"))
+    data = {k: flags[k] for k in _DATA_FLAGS if flags.get(k) is not None}
+    train = {k: flags[k] for k in _TRAIN_FLAGS if flags.get(k) is not None}
+    cfg = replace(cfg, data=replace(cfg.data, **data), train=replace(cfg.train, **train))
+    if seed is not None:
+        cfg = replace(cfg, seed=seed)
+    return replace(cfg, run_dir=run_dir)
+
+
+@main.command()
+@click.option("--dataset", type=click.Choice(["synthetic", "ksdd", "ksdd2", "dagm", "severstal", "folder"]),
+              default="synthetic", show_default=True, help="Data source; sets the published defaults.")
+@click.option("--data-root", "root", type=click.Path(file_okay=False), help="Dataset folder.")
+@click.option("--protocol", type=click.Choice(["icpr2020", "cis2021"]),
+              help="Which paper's settings to start from (default: ICPR 2020 where it has the dataset).")
+@click.option("--positives", type=click.IntRange(min=0),
+              help="Positive training images to keep (default all).")
+@click.option("--segmented", type=click.IntRange(min=0),
+              help="Of those, how many keep pixel labels; the rest are image-label only (default all).")
+@click.option("--fold", type=click.IntRange(0, 2), help="KSDD cross-validation fold (default 0).")
+@click.option("--category", type=click.IntRange(1, 10), help="DAGM class 1..10 (required for dagm).")
+@click.option("--split-file", type=click.Path(dir_okay=False, exists=True), help="KSDD JSON split file.")
+@click.option("--width", type=click.IntRange(min=8), help="Input width (multiple of 8).")
+@click.option("--height", type=click.IntRange(min=8), help="Input height (multiple of 8).")
+@click.option("--channels", type=click.Choice(["1", "3"]), callback=lambda c, p, v: v and int(v),
+              help="1 = grayscale, 3 = colour.")
+@click.option("--epochs", type=click.IntRange(min=1))
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="SGD learning rate.")
+@click.option("--delta", type=click.FloatRange(min=0), help="δ, weight of the classification loss.")
+@click.option("--batch-size", type=click.IntRange(min=1))
+@click.option("--dilate", type=click.IntRange(min=1), help="Mask dilation kernel size (1 = none).")
+@click.option("--w-pos", type=click.FloatRange(min=0, min_open=True), help="Weight scale inside defects.")
+@click.option("--p", type=click.FloatRange(min=0), help="Distance-transform weight exponent.")
+@click.option("--no-dynamic-balance", "dynamic_balance", flag_value=False, default=None,
+              help="Ablation: fixed loss weights (1 and δ) instead of λ = 1 − e/E.")
+@click.option("--no-gradient-adjustment", "gradient_adjustment", flag_value=False, default=None,
+              help="Ablation: let the decision loss train the segmentation stage.")
+@click.option("--no-frequency-sampling", "frequency_sampling", flag_value=False, default=None,
+              help="Ablation: uniform sampling of defect-free images.")
+@click.option("--no-weighted-seg", "weighted_seg", flag_value=False, default=None,
+              help="Ablation: no distance-transform weights inside defects.")
+@click.option("--precision", type=click.Choice(["auto", "float32", "mixed_float16", "mixed_bfloat16"]),
+              help="Default auto: mixed_float16 on a GPU, float32 otherwise.")
+@click.option("--jit/--no-jit", default=None, help="XLA compilation (default: on when a GPU is visible).")
+@click.option("--validate-every", type=click.IntRange(min=1), help="Epochs between validations.")
+@click.option("--distribute", type=click.Choice(["none", "mirrored"]), help="mirrored = all local GPUs.")
+@click.option("--seed", type=int, help="Seeds splits, sampling, initialisation, synthetic data (default 0).")
+@click.option("--run-dir", type=click.Path(file_okay=False),
+              help="Where to write the run (default runs/<dataset>-<time>); must not exist yet.")
+@click.option("--resume", type=click.Path(exists=True, file_okay=False),
+              help="Continue an interrupted run directory after its last finished epoch.")
+def fit(dataset: str, positives: int | None, protocol: str | None, seed: int | None,
+        run_dir: str | None, resume: str | None, **flags: object) -> None:
+    """Train end to end, then evaluate on the test split; prints the run directory."""
+    if resume is not None:
+        ctx = click.get_current_context()
+        given = [f"--{name.replace('_', '-')}" for name in ctx.params if name != "resume"
+                 and ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE]
+        if given:
+            raise click.UsageError(f"--resume continues a run with its own config.json; drop {given}")
+    try:
+        cfg = build_fit_config(dataset, positives, protocol, seed, run_dir, **flags)
+    except ValueError as err:
+        raise click.UsageError(str(err)) from err
+    from kerasdec.training.trainer import fit as fit_run
+
+    try:
+        out = fit_run(cfg, resume=resume)
+    except (FileExistsError, FileNotFoundError, ValueError) as err:
+        raise click.ClickException(str(err)) from err
+    click.echo(str(out))
