@@ -41,10 +41,10 @@ def build_fit_config(dataset: str, positives: int | None, protocol: str | None, 
 
     from kerasdec.presets import preset
 
-    cfg = preset(dataset, positives=positives, protocol=protocol, root=flags.get("root"))
     data = {k: flags[k] for k in _DATA_FLAGS if flags.get(k) is not None}
     train = {k: flags[k] for k in _TRAIN_FLAGS if flags.get(k) is not None}
-    cfg = replace(cfg, data=replace(cfg.data, **data), train=replace(cfg.train, **train))
+    cfg = preset(dataset, positives=positives, protocol=protocol, **data)
+    cfg = replace(cfg, train=replace(cfg.train, **train))
     if seed is not None:
         cfg = replace(cfg, seed=seed)
     return replace(cfg, run_dir=run_dir)

@@ -67,14 +67,15 @@ def epochs_for(dataset: str, positives: int | None) -> int:
 
 
 def preset(dataset: str, positives: int | None = None, protocol: str | None = None,
-           root: str | None = None) -> RunConfig:
+           **data: Any) -> RunConfig:
     """RunConfig with the published settings of ``dataset`` (METHOD.md §7).
 
     Args:
         dataset: one of kerasdec.config.DATASETS.
         positives: number of positive training images (sets the epochs where the paper does).
         protocol: "icpr2020" or "cis2021"; None = default_protocol(dataset).
-        root: the dataset folder (required for every dataset but synthetic).
+        **data: DataConfig fields that override the preset (root is required for every dataset but
+            synthetic, category for dagm).
 
     Raises:
         ValueError: a protocol without settings for this dataset, or a missing root.
@@ -92,7 +93,7 @@ def preset(dataset: str, positives: int | None = None, protocol: str | None = No
     epochs, lr, delta, batch, p, w_pos, dilate = _SETTINGS[key]
     if epochs is None:
         epochs = epochs_for(dataset, positives)
-    data = DataConfig(dataset=dataset, root=root, positives=positives, p=p, w_pos=w_pos, dilate=dilate,
-                      **INPUTS[dataset])
+    defaults = dict(INPUTS[dataset], p=p, w_pos=w_pos, dilate=dilate)
+    data = DataConfig(**{**defaults, **data, "dataset": dataset, "positives": positives})
     train = TrainConfig(epochs=epochs, lr=lr, delta=delta, batch_size=batch)
     return RunConfig(data=data, train=train)
