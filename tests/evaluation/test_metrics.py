@@ -1,0 +1,177 @@
+"""Image- and pixel-level metrics against hand-computed values, brute force and scikit-learn."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
+import pytest
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+from kerasdec.evaluation.metrics import (
+    average_precision,
+    image_metrics,
+    join_folds,
+    pr_points,
+    roc_auc,
+    roc_points,
+)
+from kerasdec.evaluation.pixel import PixelMetrics, pixel_metrics
+
+
+def test_sklearn_doc_example_by_hand():
+    m = image_metrics([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8])
+    # Points (t, TP, FP): (.8,1,0) (.4,1,1) (.35,2,1) (.1,2,2); AP = .5·1 + .5·2/3.
+    assert m["ap"] == pytest.approx(0.5 + 0.5 * 2 / 3)
+    assert m["auc"] == pytest.approx(0.75)
+    # F = 2TP/(2TP+FP+FN): 2/3, 1/2, 4/5, 2/3 → best at .35.
+    assert m["threshold"] == 0.35 and m["f_measure"] == pytest.approx(0.8)
+    assert (m["tp"], m["fp"], m["fn"], m["tn"]) == (2, 1, 0, 1)
+    assert (m["tpr"], m["tnr"], m["accuracy"]) == (1.0, 0.5, 0.75)
+    assert (m["fp_at_05"], m["fn_at_05"]) == (0, 1)
+    assert (m["threshold_at_fn0"], m["fp_at_fn0"]) == (0.35, 1)
+    assert (m["n_pos"], m["n_neg"]) == (2, 2)
+
+
+def test_tied_scores_by_hand():
+    m = image_metrics([1, 0, 1, 0, 1], [0.9, 0.5, 0.5, 0.5, 0.2])
+    # The three 0.5 scores form one point: (.9,1,0) (.5,2,2) (.2,3,2).
+    assert m["ap"] == pytest.approx((1 + 0.5 + 0.6) / 3)
+    assert m["auc"] == pytest.approx(0.5)  # 2 wins + 2 half-ties + 0 of 6 pairs
+    assert m["threshold"] == 0.2 and (m["fp"], m["fn"]) == (2, 0)
+    assert (m["tpr"], m["tnr"], m["accuracy"]) == (1.0, 0.0, 0.6)
+    assert (m["fp_at_05"], m["fn_at_05"]) == (2, 1)
+    assert (m["threshold_at_fn0"], m["fp_at_fn0"]) == (0.2, 2)
+
+
+def test_f_measure_tie_takes_lowest_threshold():
+    # F at (.9,1,0) = 2/3 and at (.2,2,2) = 4/6 = 2/3: the lower threshold wins, giving FN = 0.
+    m = image_metrics([1, 0, 0, 1], [0.9, 0.6, 0.5, 0.2])
+    assert m["threshold"] == 0.2 and (m["fp"], m["fn"]) == (2, 0)
+    assert m["f_measure"] == pytest.approx(2 / 3)
+
+
+def test_perfect_separation_and_fn0_with_tie_at_lowest_positive():
+    m = image_metrics(np.array([False, False, True, True]), [0.1, 0.2, 0.7, 0.9])
+    assert (m["ap"], m["auc"], m["threshold"], m["fp"], m["fn"], m["fp_at_fn0"]) == (1.0, 1.0, 0.7, 0, 0, 0)
+    assert m["accuracy"] == 1.0
+    # A negative tied with the lowest positive counts as a false positive (score >= threshold).
+    m = image_metrics([1, 0, 1, 0], [0.8, 0.3, 0.3, 0.1])
+    assert (m["threshold_at_fn0"], m["fp_at_fn0"]) == (0.3, 1)
+
+
+def test_plain_python_types():
+    m = image_metrics([0, 1, 1, 0], [0.2, 0.9, 0.4, 0.4])
+    for key, value in m.items():
+        assert type(value) in (int, float), key
+
+
+def _brute_force_best(labels: np.ndarray, scores: np.ndarray) -> tuple[float, int, int]:
+    best = None
+    for t in sorted(set(scores.tolist())):  # ascending: the first maximum is the lowest threshold
+        tp = int(np.sum(labels & (scores >= t)))
+        fp = int(np.sum(~labels & (scores >= t)))
+        fn = int(labels.sum()) - tp
+        f = Fraction(2 * tp, 2 * tp + fp + fn)
+        if best is None or f > best[0]:
+            best = (f, t, fp, fn)
+    return best[1], best[2], best[3]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_random_lists_with_ties_match_sklearn_and_brute_force(seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(4, 60))
+    labels = rng.random(n) < 0.4
+    labels[:2] = [True, False]
+    scores = np.round(rng.random(n) + 0.3 * labels, 1)  # one decimal: many ties
+    m = image_metrics(labels, scores)
+    assert m["ap"] == pytest.approx(average_precision_score(labels, scores), abs=1e-12)
+    assert m["auc"] == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
+    assert average_precision(labels, scores) == m["ap"] and roc_auc(labels, scores) == m["auc"]
+    assert (m["threshold"], m["fp"], m["fn"]) == _brute_force_best(labels, scores)
+    lowest = scores[labels].min()
+    assert m["fp_at_fn0"] == int(np.sum(~labels & (scores >= lowest)))
+
+
+def test_curve_points_for_plots():
+    recall, precision = pr_points([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8])
+    np.testing.assert_allclose(recall, [0, 0.5, 0.5, 1, 1])
+    np.testing.assert_allclose(precision, [1, 1, 0.5, 2 / 3, 0.5])
+    fpr, tpr = roc_points([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8])
+    np.testing.assert_allclose(fpr, [0, 0, 0.5, 0.5, 1])
+    np.testing.assert_allclose(tpr, [0, 0.5, 0.5, 1, 1])
+
+
+@pytest.mark.parametrize("labels", [[1, 1, 1], [0, 0]])
+def test_one_class_is_an_error(labels):
+    n_pos = sum(labels)
+    message = (f"labels contain only one class ({n_pos} positive, {len(labels) - n_pos} negative images); "
+               "AP, AUC and the F-measure threshold need both defective and defect-free images")
+    with pytest.raises(ValueError) as info:
+        image_metrics(labels, np.linspace(0, 1, len(labels)))
+    assert str(info.value) == message
+
+
+@pytest.mark.parametrize("labels, scores, fragment", [
+    ([0, 1], [0.5], "1-D of equal length"),
+    ([], [], "empty"),
+    ([0, 2], [0.1, 0.2], "labels must be 0/1"),
+    ([0, 1], [0.1, float("nan")], "NaN or infinite"),
+])
+def test_malformed_inputs(labels, scores, fragment):
+    with pytest.raises(ValueError, match=fragment):
+        image_metrics(labels, scores)
+
+
+def test_join_folds_by_hand():
+    a = image_metrics([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8])  # ap .8333, auc .75, fp 1 fn 0
+    b = image_metrics([1, 0, 1, 0, 1], [0.9, 0.5, 0.5, 0.5, 0.2])  # ap .7, auc .5, fp 2 fn 0
+    a["pixel_ap"] = 0.5
+    joined = join_folds([a, b])
+    assert joined["n_folds"] == 2
+    assert joined["ap"] == pytest.approx((0.5 + 0.5 * 2 / 3 + 0.7) / 2)
+    assert joined["auc"] == pytest.approx(0.625)
+    assert (joined["fp"], joined["fn"], joined["n_pos"], joined["n_neg"]) == (3, 0, 5, 4)
+    assert (joined["fp_at_05"], joined["fn_at_05"], joined["fp_at_fn0"]) == (2, 2, 3)
+    assert joined["tpr"] == 1.0 and joined["tnr"] == pytest.approx(1 / 4)
+    assert joined["accuracy"] == pytest.approx(6 / 9)
+    assert joined["fold_thresholds"] == [0.35, 0.2] and joined["threshold"] == pytest.approx(0.275)
+    assert "pixel_ap" not in joined  # only averaged when every fold has it
+    assert "f_measure" not in joined
+
+
+def test_join_folds_rejects_bad_input():
+    with pytest.raises(ValueError, match="no folds"):
+        join_folds([])
+    with pytest.raises(ValueError, match=r"fold 0 lacks keys \['auc'"):
+        join_folds([{"ap": 1.0}])
+
+
+def test_pixel_metrics_match_sklearn_on_quantised_heatmaps():
+    rng = np.random.default_rng(3)
+    bins = 50
+    masks = [(rng.random((6, 7)) < 0.3).astype(np.uint8) * 255 for _ in range(3)]
+    heatmaps = [np.clip(rng.random((6, 7)) * 0.8 + 0.2 * (mk > 0), 0, 0.999) for mk in masks]
+    heatmaps[0][0, 0] = 1.0  # the top value falls into the top level
+    result = pixel_metrics(masks, heatmaps, bins=bins)
+    y = np.concatenate([mk.ravel() > 0 for mk in masks])
+    levels = np.minimum(np.floor(np.concatenate([h.ravel() for h in heatmaps]) * bins), bins - 1)
+    assert result["pixel_ap"] == pytest.approx(average_precision_score(y, levels), abs=1e-12)
+    assert result["pixel_auc"] == pytest.approx(roc_auc_score(y, levels), abs=1e-12)
+    t, fp, fn = _brute_force_best(y, levels)
+    tp = int(y.sum()) - fn
+    assert result["pixel_dice"] == pytest.approx(2 * tp / (2 * tp + fp + fn))
+    assert result["pixel_threshold"] == t / bins
+    assert result["n_pixel_images"] == 3
+
+
+def test_pixel_metrics_errors():
+    acc = PixelMetrics(bins=10)
+    with pytest.raises(ValueError, match=r"mask shape \(4, 4\) and heatmap shape \(8, 8\)"):
+        acc.update(np.zeros((4, 4)), np.zeros((8, 8)))
+    with pytest.raises(ValueError, match="in \\[0, 1\\]"):
+        acc.update(np.zeros((4, 4)), np.full((4, 4), 1.5))
+    acc.update(np.zeros((4, 4), np.uint8), np.full((4, 4), 0.3))
+    with pytest.raises(ValueError, match="the 1 masks accumulated have 0 defect and 16 background pixels"):
+        acc.result()
