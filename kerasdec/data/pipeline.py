@@ -1,0 +1,169 @@
+"""The only tf.data code: sample indices → decode/cache → targets → (x, y, sample_weight) → batch.
+
+Elements follow the shared batch contract:
+``x`` (H, W, C) float32 in [0, 1]; ``y = {"seg": (H/8, W/8, 1), "decision": (1,)}``;
+``sample_weight = {"seg": (H/8, W/8, 1), "decision": (1,)}`` (segmentation weight 0 for
+image-label-only positives). Only Python ints cross into tf.data; decoding and targets run in
+numpy/OpenCV inside ``tf.numpy_function``. A decoding error surfaces from iteration as a
+``tf.errors.InvalidArgumentError`` whose message contains the original ``ValueError`` text (file named);
+missing files are found eagerly, when the dataset is built, as ``FileNotFoundError``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from kerasdec.config import DataConfig
+from kerasdec.data import targets
+from kerasdec.data.decode import read_image, read_mask
+from kerasdec.data.samples import Sample
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_CACHE_BYTES = 2 * 1024**3  # decoded images + targets kept in memory per dataset (2 GiB)
+PREFETCH = tf.data.AUTOTUNE  # batches prefetched
+
+
+class ElementLoader:
+    """Sample index → the five float32 arrays of one element, cached in memory under a byte budget.
+
+    The cache holds the uint8 image at input size and the (deterministic) targets; once the budget
+    is used up, further samples are decoded on every read.
+
+    Args:
+        samples: the sample list the indices refer to.
+        cfg: input size and target settings.
+        cache_bytes: memory budget of the cache in bytes (0 = no caching).
+    """
+
+    def __init__(self, samples: Sequence[Sample], cfg: DataConfig,
+                 cache_bytes: int = DEFAULT_CACHE_BYTES) -> None:
+        self.samples = list(samples)
+        self.cfg = cfg
+        self.cache_bytes = int(cache_bytes)
+        self.cached_bytes = 0
+        self._cache: dict[int, tuple[np.ndarray, ...]] = {}
+        self._lock = threading.Lock()  # tf.data calls us from several threads
+
+    def _compute(self, index: int) -> tuple[np.ndarray, ...]:
+        sample = self.samples[index]
+        image = read_image(sample.image_path, self.cfg.channels)  # (h, w, C) uint8
+        mask = read_mask(sample, image.shape[:2])  # (h, w) uint8 0/255
+        image8 = targets.input_image(image, self.cfg)  # (H, W, C) uint8
+        element = targets.make_element(image8, mask, sample, self.cfg)
+        return image8, element.seg, element.seg_weight, element.label, element.label_weight
+
+    def __call__(self, index: int | np.integer | np.ndarray) -> tuple[np.ndarray, ...]:
+        """Return (image, seg, seg_weight, label, label_weight) as float32 arrays for one index."""
+        index = int(index)
+        entry = self._cache.get(index)
+        if entry is None:
+            entry = self._compute(index)
+            size = sum(a.nbytes for a in entry)
+            with self._lock:
+                if index not in self._cache and self.cached_bytes + size <= self.cache_bytes:
+                    self._cache[index] = entry
+                    self.cached_bytes += size
+        image8, *rest = entry
+        return (targets.to_float(image8), *rest)
+
+
+def check_files(samples: Sequence[Sample]) -> None:
+    """Raise FileNotFoundError naming the first missing image or mask file of ``samples``."""
+    for sample in samples:
+        for kind, path in (("image", sample.image_path), ("mask", sample.mask_path)):
+            if path is not None and not Path(path).is_file():
+                raise FileNotFoundError(f"{kind.capitalize()} file not found: {path} (sample "
+                                        f"{sample.name!r}); expected an existing {kind} file")
+
+
+def _map_elements(ds: tf.data.Dataset, loader: ElementLoader, cfg: DataConfig,
+                  batch_size: int) -> tf.data.Dataset:
+    h, w, c = cfg.height, cfg.width, cfg.channels
+    shapes = [(h, w, c), (h // 8, w // 8, 1), (h // 8, w // 8, 1), (1,), (1,)]
+
+    def load(index: tf.Tensor):
+        arrays = tf.numpy_function(loader, [index], [tf.float32] * 5, name="load_element")
+        for array, shape in zip(arrays, shapes):
+            array.set_shape(shape)
+        x, seg, seg_weight, label, label_weight = arrays
+        return x, {"seg": seg, "decision": label}, {"seg": seg_weight, "decision": label_weight}
+
+    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.batch(batch_size, drop_remainder=False).prefetch(PREFETCH)
+
+
+def _check_batch_size(batch_size: int) -> None:
+    if batch_size < 1:
+        raise ValueError(f"batch_size={batch_size}; expected >= 1")
+
+
+def make_train_dataset(samples: Sequence[Sample], cfg: DataConfig, batch_size: int, sampler,
+                       cache_bytes: int = DEFAULT_CACHE_BYTES) -> tf.data.Dataset:
+    """One epoch of training batches per iteration, in the order ``sampler`` draws.
+
+    Each new iteration (Keras creates one per epoch) reads ``sampler.current_epoch`` afresh and
+    yields the batches of ``sampler.indices(sampler.current_epoch)``; the last batch may be partial.
+
+    Args:
+        samples: the training samples; the sampler's indices refer to this list.
+        cfg: input size and target settings.
+        batch_size: samples per batch.
+        sampler: a :class:`kerasdec.data.sampling.FrequencySampler` over ``samples``.
+        cache_bytes: memory budget for decoded images and targets (default 2 GiB).
+
+    Returns:
+        tf.data.Dataset of (x, y, sample_weight) batches with cardinality ceil(epoch_size / batch_size).
+
+    Raises:
+        FileNotFoundError: an image or mask file is missing.
+        ValueError: ``batch_size`` < 1 or the sampler was built for another number of samples.
+    """
+    _check_batch_size(batch_size)
+    if sampler.n_samples != len(samples):
+        raise ValueError(f"sampler covers {sampler.n_samples} samples but samples has {len(samples)}; "
+                         "expected a sampler built from these samples")
+    check_files(samples)
+    loader = ElementLoader(samples, cfg, cache_bytes)
+
+    def generate():  # called anew for every iteration of the dataset
+        epoch = sampler.current_epoch
+        logger.debug("train dataset: iterating epoch %d", epoch)
+        for index in sampler.indices(epoch):
+            yield int(index)
+
+    ds = tf.data.Dataset.from_generator(generate, output_signature=tf.TensorSpec((), tf.int64))
+    ds = ds.apply(tf.data.experimental.assert_cardinality(sampler.epoch_size))
+    return _map_elements(ds, loader, cfg, batch_size)
+
+
+def make_eval_dataset(samples: Sequence[Sample], cfg: DataConfig, batch_size: int,
+                      cache_bytes: int = DEFAULT_CACHE_BYTES) -> tf.data.Dataset:
+    """Every sample once, in list order, batched (the last batch may be partial).
+
+    Args:
+        samples: the samples to evaluate.
+        cfg: input size and target settings.
+        batch_size: samples per batch.
+        cache_bytes: memory budget for decoded images and targets (default 2 GiB).
+
+    Returns:
+        tf.data.Dataset of (x, y, sample_weight) batches with cardinality ceil(len(samples) / batch_size).
+
+    Raises:
+        FileNotFoundError: an image or mask file is missing.
+        ValueError: ``samples`` is empty or ``batch_size`` < 1.
+    """
+    _check_batch_size(batch_size)
+    if not samples:
+        raise ValueError("samples is empty; expected at least one sample to evaluate")
+    check_files(samples)
+    loader = ElementLoader(samples, cfg, cache_bytes)
+    ds = tf.data.Dataset.from_tensor_slices(np.arange(len(samples), dtype=np.int64))
+    return _map_elements(ds, loader, cfg, batch_size)
