@@ -112,3 +112,64 @@ def fit(dataset: str, positives: int | None, protocol: str | None, seed: int | N
     except (FileExistsError, FileNotFoundError, ValueError) as err:
         raise click.ClickException(str(err)) from err
     click.echo(str(out))
+
+
+# ----------------------------------------------------------------------------------------- evaluate
+@main.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--data-root", type=click.Path(exists=True, file_okay=False),
+              help="Dataset folder, when it is not where config.json says (moved data, another machine).")
+@click.option("--split", type=click.Choice(["test", "val"]), default="test", show_default=True,
+              help="val = the split training validated on (test for datasets without one).")
+@click.option("--model", "which", type=click.Choice(["best", "final"]), default="final", show_default=True,
+              help="Which saved model of the run.")
+def evaluate(run_dir: str, data_root: str | None, split: str, which: str) -> None:
+    """Evaluate a run into a new folder RUN_DIR/evaluate-<split>-<model>; prints that folder."""
+    from kerasdec.evaluation.evaluate import evaluate_run
+
+    try:
+        out = evaluate_run(run_dir, data_root=data_root, split=split, which=which)
+    except (FileNotFoundError, FileExistsError, ValueError) as err:
+        raise click.ClickException(str(err)) from err
+    click.echo(str(out))
+
+
+# ------------------------------------------------------------------------------------------ predict
+@main.command()
+@click.argument("model", type=click.Path(exists=True))
+@click.argument("inputs", metavar="IMAGE_OR_FOLDER...", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="New (or empty) folder for scores.csv and overlays/.")
+@click.option("--threshold", type=click.FloatRange(0, 1),
+              help="Decision threshold on the score (default: the model's stored one, else 0.5).")
+@click.option("--width", type=click.IntRange(min=8),
+              help="Input width, for a .keras file without config.json beside it (multiple of 8).")
+@click.option("--height", type=click.IntRange(min=8),
+              help="Input height, for a .keras file without config.json beside it (multiple of 8).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
+def predict(model: str, inputs: tuple[str, ...], out_dir: str, threshold: float | None, width: int | None,
+            height: int | None, batch_size: int) -> None:
+    """Score images with MODEL (run directory, .keras file or SavedModel folder); prints the output folder.
+
+    Writes OUT/scores.csv (path, score, decision, overlay, error) and OUT/overlays/ (one heatmap overlay
+    per image, at its original size). Unreadable files are reported, listed with their error and skipped.
+    """
+    from kerasdec.evaluation.predict import predict as predict_images
+
+    bars: list = []
+
+    def progress(done: int, total: int) -> None:
+        if not bars:
+            stderr = click.get_text_stream("stderr")
+            bars.append(click.progressbar(length=total, label="Scoring images", file=stderr))
+        bars[0].update(done - bars[0].pos)
+
+    try:
+        out = predict_images(model, inputs, out_dir, threshold=threshold, width=width, height=height,
+                             batch_size=batch_size, progress=progress)
+    except (FileNotFoundError, FileExistsError, ValueError) as err:
+        raise click.ClickException(str(err)) from err
+    finally:
+        if bars:
+            bars[0].render_finish()
+    click.echo(str(out))

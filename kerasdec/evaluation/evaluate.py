@@ -1,0 +1,234 @@
+"""Evaluate a model on a split: metrics.json, results.csv, PR/ROC plots, per-image figures, index.html.
+
+``evaluate_model`` is what ``kerasdec fit`` runs on the test split at the end of training;
+``evaluate_run`` (``kerasdec evaluate RUN_DIR``) reloads a run's model and does the same into a new
+folder of the run, so the two give identical numbers for the same model and split.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import logging
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from kerasdec.config import DataConfig, RunConfig
+from kerasdec.data.samples import Sample
+from kerasdec.evaluation.metrics import image_metrics
+from kerasdec.evaluation.report import ImageRow, write_index
+
+logger = logging.getLogger(__name__)
+
+OUTPUT_FILES = ("metrics.json", "results.csv", "pr_curve.png", "roc_curve.png", "index.html")
+FIGURES_DIR = "figures"
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """Numerically stable logistic function, float64."""
+    return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(x, dtype=np.float64)))
+
+
+def predict_samples(model: Any, samples: Sequence[Sample], data_cfg: DataConfig, batch_size: int
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Scores (N,) and segmentation heatmaps (N, H/8, W/8) as probabilities, in sample order."""
+    from kerasdec.data.pipeline import make_eval_dataset
+
+    dataset = make_eval_dataset(samples, data_cfg, batch_size).map(lambda x, y, w: x)
+    out = model.predict(dataset, verbose=0)  # {"decision": (N, 1), "seg": (N, H/8, W/8, 1)}
+    return sigmoid(out["decision"][:, 0]), sigmoid(out["seg"][..., 0])
+
+
+def outcome(label: bool, decision: bool) -> str:
+    """"TP", "FP", "FN" or "TN"."""
+    return ("T" if label == decision else "F") + ("P" if decision else "N")
+
+
+def has_pixel_truth(sample: Sample) -> bool:
+    """Whether a ground-truth mask is known: a mask file or RLE, or a negative (all zero)."""
+    return sample.mask_path is not None or bool(sample.rle) or not sample.is_positive
+
+
+def choose_figures(tags: Sequence[str], n_figures: int, seed: int) -> list[int]:
+    """Indices to draw: every mistake plus a seeded sample of ``n_figures`` correct images, sorted."""
+    mistakes = [i for i, t in enumerate(tags) if t in ("FP", "FN")]
+    correct = [i for i, t in enumerate(tags) if t in ("TP", "TN")]
+    rng = np.random.default_rng(seed)
+    picked = rng.choice(correct, size=min(n_figures, len(correct)), replace=False) if correct else []
+    return sorted(mistakes + [int(i) for i in picked])
+
+
+def _figure_name(index: int, name: str) -> str:
+    return f"{FIGURES_DIR}/{index:05d}_{re.sub(r'[^A-Za-z0-9._-]+', '_', name)[:80]}.png"
+
+
+def _draw(sample: Sample, image: np.ndarray, mask: np.ndarray | None, heatmap: np.ndarray, score: float,
+          tag: str, threshold: float, data_cfg: DataConfig) -> np.ndarray:
+    """The evaluation figure of one image, at the network's input size."""
+    from kerasdec.data import targets
+    from kerasdec.evaluation.figures import sample_figure
+
+    size_wh = (data_cfg.width, data_cfg.height)
+    shown = None if mask is None else cv2.resize(mask, size_wh, interpolation=cv2.INTER_NEAREST)  # (H, W)
+    return sample_figure(targets.input_image(image, data_cfg), shown, heatmap, title=sample.name, tag=tag,
+                         subtitle=f"score {score:.4f}  t={threshold:.3g}  {tag}")
+
+
+def _pixels_and_figures(samples: Sequence[Sample], heatmaps: np.ndarray, scores: np.ndarray,
+                        tags: Sequence[str], figure_ids: set[int], data_cfg: DataConfig, out: Path,
+                        threshold: float) -> tuple[dict[str, Any], dict[int, str]]:
+    """Accumulate pixel metrics over images with known masks and write the chosen figures.
+
+    Pixel metrics are computed only when some positive has a mask; they are then taken over every
+    image with a known mask (negatives count as all-zero masks), at the mask's original size.
+    """
+    from kerasdec.data.decode import read_image, read_mask
+    from kerasdec.evaluation.pixel import PixelMetrics
+
+    with_pixels = any(s.is_positive and has_pixel_truth(s) for s in samples)
+    pixels, figures = PixelMetrics(), {}
+    for i, sample in enumerate(samples):
+        if not (i in figure_ids or (with_pixels and has_pixel_truth(sample))):
+            continue
+        image = read_image(sample.image_path, data_cfg.channels)  # (h, w, C) uint8, original size
+        mask = read_mask(sample, image.shape[:2]) if has_pixel_truth(sample) else None  # (h, w) 0/255
+        if with_pixels and mask is not None:
+            heat = cv2.resize(heatmaps[i].astype(np.float32), (mask.shape[1], mask.shape[0]),
+                              interpolation=cv2.INTER_LINEAR)  # (h, w) at the mask's size
+            pixels.update(mask, np.clip(heat, 0.0, 1.0))
+        if i in figure_ids:
+            figures[i] = _figure_name(i, sample.name)
+            figure = _draw(sample, image, mask, heatmaps[i], float(scores[i]), tags[i], threshold, data_cfg)
+            cv2.imwrite(str(out / figures[i]), figure)
+    if not with_pixels:
+        return {}, figures
+    try:
+        return pixels.result(), figures
+    except ValueError as err:  # e.g. every mask empty: image-level results are still valid
+        logger.warning("pixel metrics skipped: %s", err)
+        return {}, figures
+
+
+def _write_results(path: Path, samples: Sequence[Sample], scores: np.ndarray, decisions: np.ndarray) -> None:
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["name", "score", "label", "decision"])
+        for sample, score, decision in zip(samples, scores, decisions):
+            writer.writerow([sample.name, repr(float(score)), int(sample.is_positive), int(decision)])
+
+
+def evaluate_model(model: Any, samples: Sequence[Sample], data_cfg: DataConfig, out_dir: Path | str, *,
+                   batch_size: int = 8, n_figures: int = 20, seed: int = 0) -> dict[str, Any]:
+    """Predict ``samples`` and write the evaluation files into ``out_dir``.
+
+    Writes metrics.json (``image_metrics`` plus pixel_* keys when positives have masks, and
+    n_images), results.csv (name, score, label, decision at the F-best threshold), pr_curve.png,
+    roc_curve.png, figures/ (every FP and FN plus ``n_figures`` seeded correct images) and index.html.
+
+    Args:
+        model: a SegDecNet (or a model returning {"decision", "seg"} logits).
+        samples: the images to evaluate; both classes must be present.
+        data_cfg: the input size, channels and targets the model was trained with.
+        out_dir: created if missing; may hold other files (a run directory) but none of OUTPUT_FILES.
+        batch_size: prediction batch size (results do not depend on it).
+        n_figures: how many correctly classified images get a figure besides the mistakes (default 20).
+        seed: seeds the choice of those images (default 0).
+
+    Returns:
+        The metrics dict written to metrics.json.
+
+    Raises:
+        FileExistsError: ``out_dir`` already holds one of OUTPUT_FILES or figures/ (never overwritten).
+        ValueError: only one class among ``samples``, or empty ``samples``.
+    """
+    out = Path(out_dir)
+    existing = [n for n in (*OUTPUT_FILES, FIGURES_DIR) if (out / n).exists()]
+    if existing:
+        raise FileExistsError(f"{out} already holds evaluation output {existing}; expected a folder "
+                              "without them (evaluation never overwrites): choose another out_dir")
+    scores, heatmaps = predict_samples(model, samples, data_cfg, batch_size)
+    labels = np.array([s.is_positive for s in samples])
+    metrics: dict[str, Any] = image_metrics(labels, scores)
+    decisions = scores >= metrics["threshold"]
+    tags = [outcome(bool(y), bool(d)) for y, d in zip(labels, decisions)]
+    (out / FIGURES_DIR).mkdir(parents=True)
+    figure_ids = set(choose_figures(tags, n_figures, seed))
+    pixel, figures = _pixels_and_figures(samples, heatmaps, scores, tags, figure_ids, data_cfg, out,
+                                         metrics["threshold"])
+    metrics.update(pixel, n_images=len(samples))
+    from kerasdec.evaluation.figures import plot_curves
+
+    plot_curves(labels, scores, metrics, out)
+    _write_results(out / "results.csv", samples, scores, decisions)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    rows = [ImageRow(s.name, float(sc), int(y), int(d), t, figures.get(i))
+            for i, (s, sc, y, d, t) in enumerate(zip(samples, scores, labels, decisions, tags))]
+    write_index(out, rows, metrics, title=f"kerasdec evaluation: {out.name}")
+    logger.info("AP %.4f AUC %.4f FP %d FN %d at threshold %.4g on %d images; written to %s",
+                metrics["ap"], metrics["auc"], metrics["fp"], metrics["fn"], metrics["threshold"],
+                len(samples), out)
+    return metrics
+
+
+def new_folder(parent: Path, name: str) -> Path:
+    """Create and return parent/name, or parent/name-2, -3, ... if taken (never reuses a folder)."""
+    for k in range(1, 10_000):
+        candidate = parent / (name if k == 1 else f"{name}-{k}")
+        try:
+            candidate.mkdir(parents=False)
+            return candidate
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{parent / name} and 9,998 numbered variants exist; remove some")
+
+
+def evaluate_run(run_dir: Path | str, *, data_root: Path | str | None = None, split: str = "test",
+                 which: str = "final", batch_size: int = 8, n_figures: int = 20) -> Path:
+    """Evaluate a training run's model into a new folder run_dir/evaluate-<split>-<which>[-k].
+
+    Args:
+        run_dir: a folder written by ``kerasdec fit`` (config.json, model_final.keras, model_best.keras).
+        data_root: overrides the dataset root stored in config.json (data moved or another machine).
+        split: "test" or "val" ("val" falls back to the split training validated on, which is the
+            test split for datasets without a validation split; the folder is named after the split used).
+        which: "final" or "best" model.
+        batch_size: prediction batch size.
+        n_figures: correctly classified images drawn besides the mistakes.
+
+    Returns:
+        The new evaluation folder.
+
+    Raises:
+        FileNotFoundError: config.json or the model file is missing (message names it).
+        ValueError: bad ``split`` or ``which``.
+    """
+    import keras
+
+    import kerasdec.models.segdec  # noqa: F401  (registers the classes for load_model)
+    from kerasdec.data.sources import load_split, validation_split
+
+    run = Path(run_dir)
+    if split not in ("test", "val"):
+        raise ValueError(f"split={split!r}; expected 'test' or 'val'")
+    if which not in ("final", "best"):
+        raise ValueError(f"which={which!r}; expected 'final' or 'best'")
+    for needed in (run / "config.json", run / f"model_{which}.keras"):
+        if not needed.is_file():
+            raise FileNotFoundError(f"{needed} not found; expected a run directory written by kerasdec fit")
+    cfg = RunConfig.from_dict(json.loads((run / "config.json").read_text(encoding="utf-8")))
+    data_cfg = cfg.data if data_root is None else dataclasses.replace(cfg.data, root=str(data_root))
+    used = validation_split(data_cfg) if split == "val" else "test"
+    if used != split:
+        logger.warning("dataset %r has no validation split; evaluating on %r, as training validated",
+                       data_cfg.dataset, used)
+    samples = load_split(data_cfg, used, cfg.seed)
+    model = keras.saving.load_model(run / f"model_{which}.keras")
+    out = new_folder(run, f"evaluate-{used}-{which}")
+    evaluate_model(model, samples, data_cfg, out, batch_size=batch_size, n_figures=n_figures, seed=cfg.seed)
+    return out
