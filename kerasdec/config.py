@@ -26,8 +26,8 @@ class DataConfig:
 
     dataset: str = "synthetic"  # one of DATASETS
     root: str | None = None  # dataset folder; None only for synthetic (generated into a cache folder)
-    width: int = 128  # network input width W (divisible by 8)
-    height: int = 128  # network input height H (divisible by 8)
+    width: int = 128  # network input width W (multiple of 8, >= 64)
+    height: int = 128  # network input height H (multiple of 8, >= 64)
     channels: int = 1  # 1 = read as grayscale, 3 = colour
     positives: int | None = None  # keep this many positive training images; None = all
     segmented: int | None = None  # of those, this many keep pixel labels; None = all
@@ -46,8 +46,8 @@ class DataConfig:
                f"dataset={self.dataset!r} needs a data root (--data-root PATH)")
         for name in ("width", "height"):
             value = getattr(self, name)
-            _check(value > 0 and value % 8 == 0,
-                   f"{name}={value}; expected a positive multiple of 8")
+            # The decision stage pools the 1/8 map three more times: below 64 nothing is left.
+            _check(value >= 64 and value % 8 == 0, f"{name}={value}; expected a multiple of 8, at least 64")
         _check(self.channels in (1, 3), f"channels={self.channels}; expected 1 or 3")
         for name in ("positives", "segmented"):
             value = getattr(self, name)

@@ -22,7 +22,7 @@ def test_bad_flag_values_are_usage_errors():
     result = runner.invoke(main, ["fit", "--dataset", "ksdd"])
     assert result.exit_code == 2 and "needs a data root (--data-root PATH)" in result.output
     result = runner.invoke(main, ["fit", "--width", "100"])
-    assert result.exit_code == 2 and "width=100; expected a positive multiple of 8" in result.output
+    assert result.exit_code == 2 and "width=100; expected a multiple of 8, at least 64" in result.output
     result = runner.invoke(main, ["fit", "--precision", "half"])
     assert result.exit_code == 2 and "--precision" in result.output
 

@@ -17,7 +17,7 @@ def test_frozen_and_replace_validates():
     cfg = DataConfig()
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.width = 64
-    with pytest.raises(ValueError, match=r"width=100; expected a positive multiple of 8"):
+    with pytest.raises(ValueError, match=r"width=100; expected a multiple of 8, at least 64"):
         dataclasses.replace(cfg, width=100)
 
 

@@ -1,0 +1,176 @@
+"""fit(config) → run directory: the one place that joins data, model and callbacks."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import sys
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from kerasdec.config import RunConfig
+from kerasdec.data import pipeline, sources
+from kerasdec.data.samples import Sample
+from kerasdec.data.sampling import FrequencySampler
+from kerasdec.models.segdec import SegDecNet
+from kerasdec.training import callbacks as kcb
+from kerasdec.training.checkpoint import SaveState, load_state
+from kerasdec.training.history import plot_history
+from kerasdec.training.validation import ValidateAP
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT = "checkpoint"
+
+
+def fit(cfg: RunConfig, *, resume: Path | str | None = None,
+        callbacks: Sequence[keras.callbacks.Callback] = ()) -> Path:
+    """Train SegDecNet end to end, evaluate it on the test split, and return the run directory.
+
+    Args:
+        cfg: the run's settings (ignored when resuming: the run's own config.json is used).
+        resume: an interrupted run directory to continue after its last finished epoch.
+        callbacks: extra Keras callbacks, run after kerasdec's own.
+
+    Returns:
+        The run directory (config.json, model_final.keras, model_best.keras, history.csv, curves.png,
+        sampler.json, tensorboard/, checkpoint/, and the test evaluation: metrics.json, results.csv, ...).
+
+    Raises:
+        FileExistsError: the requested run directory exists, or the resumed run already finished.
+
+    Example:
+        >>> run_dir = fit(RunConfig())  # the synthetic default, a few minutes on a CPU
+    """
+    run_dir, cfg = open_run(cfg, resume)
+    with precision_policy(cfg.train.precision):
+        keras.utils.set_random_seed(cfg.seed)
+        splits = {name: sources.load_split(cfg.data, name, cfg.seed)
+                  for name in ("train", sources.validation_split(cfg.data), "test")}
+        val_name = sources.validation_split(cfg.data)
+        for name in {val_name, "test"}:
+            require_both_classes(splits[name], name)
+        sampler = FrequencySampler([s.is_positive for s in splits["train"]], seed=cfg.seed,
+                                   frequency=cfg.data.frequency_sampling)
+        with make_strategy(cfg.train.distribute).scope():
+            model = build_model(cfg)
+        tracker: dict = {}
+        initial_epoch = 0
+        if resume is not None:
+            state = load_state(model, run_dir / CHECKPOINT)
+            sampler.load_state_dict(state["sampler"])
+            tracker = {k: state[k] for k in ("best_val_ap", "best_epoch") if k in state}
+            initial_epoch = state["epoch"] + 1
+        sampler.current_epoch = initial_epoch
+        train_ds = pipeline.make_train_dataset(splits["train"], cfg.data, cfg.train.batch_size, sampler)
+        val_ds = pipeline.make_eval_dataset(splits[val_name], cfg.data, cfg.train.batch_size)
+        labels = np.array([s.is_positive for s in splits[val_name]])
+        own = [
+            kcb.SamplerEpoch(sampler),
+            kcb.LossBalance(cfg.train.epochs, cfg.train.delta, cfg.train.dynamic_balance),
+            kcb.GradientAdjustment(cfg.train.gradient_adjustment),
+            ValidateAP(val_ds, labels, cfg.train.validate_every, cfg.train.epochs,
+                       run_dir / "model_best.keras", tracker, tb_dir=run_dir / "tensorboard" / "validation"),
+            SaveState(run_dir / CHECKPOINT, sampler, tracker),
+            keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=resume is not None),
+            keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), profile_batch=0),
+        ]
+        log.info("Training on %d images (%d positive), validating on %s (%d), run directory %s",
+                 len(splits["train"]), sum(s.is_positive for s in splits["train"]), val_name,
+                 len(splits[val_name]), run_dir)
+        model.fit(train_ds, epochs=cfg.train.epochs, initial_epoch=initial_epoch,
+                  callbacks=[*own, *callbacks], shuffle=False,
+                  verbose=1 if sys.stdout.isatty() else 2)  # the sampler already orders each epoch
+        return finish_run(model, run_dir, cfg, splits["test"], sampler)
+
+
+def finish_run(model: keras.Model, run_dir: Path, cfg: RunConfig, test: list[Sample],
+               sampler: FrequencySampler) -> Path:
+    """Save the final model, sampler state and curves; evaluate on the test split into run_dir."""
+    from kerasdec.evaluation.evaluate import evaluate_model
+
+    model.save(run_dir / "model_final.keras")
+    (run_dir / "sampler.json").write_text(json.dumps(sampler.state_dict()))
+    plot_history(run_dir / "history.csv", run_dir / "curves.png")
+    metrics = evaluate_model(model, test, cfg.data, run_dir, batch_size=cfg.train.batch_size)
+    log.info("Test AP %.4f, AUC %.4f (final model); results in %s", metrics["ap"], metrics["auc"], run_dir)
+    return run_dir
+
+
+def build_model(cfg: RunConfig) -> SegDecNet:
+    """SegDecNet compiled with plain SGD and built (model and optimizer) so that fit traces once."""
+    model = SegDecNet(input_channels=cfg.data.channels, gradient_adjustment=cfg.train.gradient_adjustment)
+    jit = "auto" if cfg.train.jit is None else cfg.train.jit
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=cfg.train.lr), jit_compile=jit)
+    model(np.zeros((1, cfg.data.height, cfg.data.width, cfg.data.channels), np.float32))
+    model.optimizer.build(model.trainable_variables)
+    return model
+
+
+def open_run(cfg: RunConfig, resume: Path | str | None) -> tuple[Path, RunConfig]:
+    """The run directory and its config: a new folder with config.json, or the resumed run's own."""
+    if resume is not None:
+        run_dir = Path(resume)
+        if not (run_dir / "config.json").is_file():
+            raise FileNotFoundError(f"--resume {run_dir}: no config.json there; expected a run directory "
+                                    "written by `kerasdec fit`")
+        if (run_dir / "model_final.keras").exists():
+            raise FileExistsError(f"--resume {run_dir}: this run already finished (model_final.keras "
+                                  "exists); start a new run instead")
+        return run_dir, RunConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
+    if cfg.run_dir is not None:
+        run_dir = Path(cfg.run_dir)
+        if run_dir.exists() and any(run_dir.iterdir()):
+            raise FileExistsError(f"--run-dir {run_dir} already exists and is not empty; choose another "
+                                  f"folder, or continue that run with --resume {run_dir}")
+    else:
+        run_dir = fresh_run_dir(Path("runs"), cfg.data.dataset)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cfg = RunConfig.from_dict({**cfg.to_dict(), "run_dir": str(run_dir)})
+    (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+    return run_dir, cfg
+
+
+def fresh_run_dir(parent: Path, dataset: str) -> Path:
+    """parent/<dataset>-<date-time>, with -2, -3, ... appended if that name is taken."""
+    base = parent / f"{dataset}-{datetime.now():%Y%m%d-%H%M%S}"
+    candidate, k = base, 2
+    while candidate.exists():
+        candidate, k = base.with_name(f"{base.name}-{k}"), k + 1
+    return candidate
+
+
+def require_both_classes(samples: list[Sample], split: str) -> None:
+    """AP needs positives and negatives: say so before training rather than after."""
+    n_pos = sum(s.is_positive for s in samples)
+    if n_pos == 0 or n_pos == len(samples):
+        raise ValueError(f"The {split} split has {n_pos} defective and {len(samples) - n_pos} defect-free "
+                         "images; evaluation needs both")
+
+
+def make_strategy(distribute: str) -> tf.distribute.Strategy:
+    """MirroredStrategy over all local GPUs for "mirrored", else the default (one device)."""
+    if distribute == "mirrored":
+        strategy = tf.distribute.MirroredStrategy()
+        log.info("MirroredStrategy over %d replicas", strategy.num_replicas_in_sync)
+        return strategy
+    return tf.distribute.get_strategy()
+
+
+@contextlib.contextmanager
+def precision_policy(precision: str) -> Iterator[str]:
+    """Set the Keras dtype policy for the block ("auto": mixed_float16 on a GPU), then restore it."""
+    if precision == "auto":
+        precision = "mixed_float16" if tf.config.list_physical_devices("GPU") else "float32"
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(precision)
+    try:
+        yield precision
+    finally:
+        keras.config.set_dtype_policy(previous)

@@ -1,0 +1,90 @@
+"""Validation during training: exact image-level AP (numpy), best-model checkpoint, TensorBoard pictures."""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from kerasdec.evaluation.metrics import average_precision
+
+log = logging.getLogger(__name__)
+
+
+class ValidateAP(keras.callbacks.Callback):
+    """Every ``every`` epochs and at the last epoch: AP on the validation set into ``logs["val_ap"]``.
+
+    Epochs without validation log NaN (CSVLogger fixes its columns at the first epoch). An AP above the
+    best so far saves the model to ``best_path``; ``tracker`` (shared with the checkpoint callback, so a
+    resumed run keeps its best) holds best_val_ap and best_epoch.
+    """
+
+    def __init__(self, dataset: tf.data.Dataset, labels: np.ndarray, every: int, epochs: int,
+                 best_path: Path, tracker: dict[str, Any], tb_dir: Path | None = None, n_images: int = 4):
+        super().__init__()
+        self.dataset, self.labels = dataset, np.asarray(labels, dtype=bool)
+        self.every, self.epochs = every, epochs
+        self.best_path, self.tracker = Path(best_path), tracker
+        self.writer = tf.summary.create_file_writer(str(tb_dir)) if tb_dir else None
+        self.n_images = n_images
+
+    def _due(self, epoch: int) -> bool:
+        return (epoch + 1) % self.every == 0 or epoch + 1 == self.epochs
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        logs = logs if logs is not None else {}
+        if not self._due(epoch):
+            logs["val_ap"] = math.nan
+            return
+        out = self.model.predict(self.dataset, verbose=0)
+        scores = 1.0 / (1.0 + np.exp(-np.asarray(out["decision"], dtype=np.float64)[:, 0]))
+        ap = average_precision(self.labels, scores)
+        logs["val_ap"] = ap
+        log.info("epoch %d: validation AP %.4f", epoch + 1, ap)
+        if ap > self.tracker.get("best_val_ap", -math.inf):
+            self.tracker.update(best_val_ap=ap, best_epoch=epoch)
+            self.model.save(self.best_path)
+        if self.writer is not None:
+            self._write_pictures(epoch, scores, np.asarray(out["seg"]))
+
+    def _write_pictures(self, epoch: int, scores: np.ndarray, seg: np.ndarray) -> None:
+        images = next(iter(self.dataset.take(1)))[0].numpy()[: self.n_images]  # (k, H, W, C)
+        with self.writer.as_default(step=epoch):
+            tf.summary.image("validation/pr_curve", _pr_curve_png(self.labels, scores)[None], step=epoch)
+            tf.summary.image("validation/overlays", overlays(images, seg[: len(images)]),
+                             max_outputs=self.n_images, step=epoch)
+        self.writer.flush()
+
+
+def overlays(images: np.ndarray, seg_logits: np.ndarray) -> np.ndarray:
+    """Images (k, H, W, C) in [0, 1] with the segmentation heatmap in red: (k, H, W, 3) float32."""
+    rgb = np.repeat(images, 3, axis=-1) if images.shape[-1] == 1 else images
+    heat = tf.image.resize(1.0 / (1.0 + np.exp(-seg_logits)), images.shape[1:3]).numpy()[..., 0]
+    out = rgb.astype(np.float32).copy()
+    out[..., 0] = np.clip(0.5 * out[..., 0] + heat, 0.0, 1.0)
+    return out
+
+
+def _pr_curve_png(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    order = np.argsort(-scores, kind="stable")
+    tp = np.cumsum(labels[order])
+    precision = tp / np.arange(1, len(order) + 1)
+    recall = tp / max(int(labels.sum()), 1)
+    fig, ax = plt.subplots(figsize=(4, 4), dpi=80)
+    ax.step(recall, precision, where="post")
+    ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02), title="validation PR")
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return tf.image.decode_png(buf.getvalue(), channels=3).numpy().astype(np.float32) / 255.0

@@ -1,0 +1,109 @@
+"""fit(): the run directory, refusing to overwrite, resume = uninterrupted, reproducibility."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from kerasdec.cli import main
+from kerasdec.config import DataConfig, RunConfig, TrainConfig
+from kerasdec.training.trainer import fit, fresh_run_dir
+
+LOSS_COLUMNS = ("loss", "seg_loss", "cls_loss", "lambda")
+
+
+def _history(run_dir: Path) -> list[dict[str, str]]:
+    with open(run_dir / "history.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _config(root: Path, run_dir: Path, epochs: int = 3) -> RunConfig:
+    return RunConfig(data=DataConfig(dataset="folder", root=str(root), width=64, height=64),
+                     train=TrainConfig(epochs=epochs, lr=0.01, batch_size=2, validate_every=1),
+                     seed=5, run_dir=str(run_dir))
+
+
+def test_cli_fit_writes_a_complete_run_directory_and_never_overwrites(folder_data, tmp_path):
+    run_dir = tmp_path / "run"
+    args = ["fit", "--dataset", "folder", "--data-root", str(folder_data.root), "--width", "64",
+            "--height", "64", "--epochs", "2", "--batch-size", "2", "--validate-every", "1",
+            "--run-dir", str(run_dir)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert result.output.strip().splitlines()[-1] == str(run_dir)
+    for name in ("config.json", "model_final.keras", "model_best.keras", "history.csv", "curves.png",
+                 "sampler.json", "metrics.json", "results.csv", "checkpoint/state.json"):
+        assert (run_dir / name).is_file(), name
+    assert list((run_dir / "tensorboard").rglob("events.out.tfevents.*"))
+    cfg = RunConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
+    assert (cfg.data.dataset, cfg.data.width, cfg.train.epochs) == ("folder", 64, 2)
+    assert cfg.run_dir == str(run_dir)
+
+    history = _history(run_dir)
+    assert [row["epoch"] for row in history] == ["0", "1"]
+    assert [float(row["lambda"]) for row in history] == [1.0, 0.5]
+    assert all(np.isfinite(float(row[c])) for row in history for c in (*LOSS_COLUMNS, "val_ap"))
+
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    for key in ("ap", "auc", "threshold", "fp", "fn", "fp_at_fn0", "tpr", "tnr", "n_pos", "n_neg"):
+        assert key in metrics, key
+    test_names = set(folder_data.names["test"])
+    assert (metrics["n_pos"], metrics["n_neg"]) == (2, 3)
+    with open(run_dir / "results.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert {row["name"] for row in rows} == test_names
+    assert set(rows[0]) >= {"name", "score", "label", "decision"}
+
+    before = (run_dir / "model_final.keras").stat().st_mtime_ns
+    again = CliRunner().invoke(main, args)
+    assert again.exit_code == 1 and "already exists and is not empty" in again.output
+    assert (run_dir / "model_final.keras").stat().st_mtime_ns == before
+
+
+class _Interrupt(keras.callbacks.Callback):
+    """Stops training the hard way (as a killed process would) after epoch ``at`` was saved."""
+
+    def __init__(self, at: int):
+        super().__init__()
+        self.at = at
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.at:
+            raise KeyboardInterrupt
+
+
+def test_resume_equals_an_uninterrupted_run_and_runs_are_reproducible(folder_root, tmp_path):
+    straight = fit(_config(folder_root, tmp_path / "straight"))
+    interrupted = tmp_path / "interrupted"
+    with pytest.raises(KeyboardInterrupt):
+        fit(_config(folder_root, interrupted), callbacks=[_Interrupt(at=1)])
+    assert not (interrupted / "model_final.keras").exists()
+    assert [row["epoch"] for row in _history(interrupted)] == ["0", "1"]
+    fit(RunConfig(), resume=interrupted)  # the run's own config.json is used
+
+    a, b = _history(straight), _history(interrupted)
+    assert [row["epoch"] for row in b] == ["0", "1", "2"]
+    for row_a, row_b in zip(a, b):
+        for column in (*LOSS_COLUMNS, "val_ap"):
+            assert float(row_b[column]) == pytest.approx(float(row_a[column]), rel=1e-5, abs=1e-7), column
+    model_a = keras.saving.load_model(straight / "model_final.keras")
+    model_b = keras.saving.load_model(interrupted / "model_final.keras")
+    for wa, wb in zip(model_a.weights, model_b.weights):
+        np.testing.assert_allclose(wb.numpy(), wa.numpy(), rtol=1e-5, atol=1e-6, err_msg=wa.path)
+    assert json.loads((interrupted / "sampler.json").read_text()) == \
+        json.loads((straight / "sampler.json").read_text())
+    with pytest.raises(FileExistsError, match="already finished"):
+        fit(RunConfig(), resume=interrupted)
+
+
+def test_default_run_directories_get_a_fresh_name(tmp_path):
+    first = fresh_run_dir(tmp_path, "synthetic")
+    first.mkdir()
+    second = fresh_run_dir(tmp_path, "synthetic")
+    assert second != first and second.name.startswith(first.name) and not second.exists()
