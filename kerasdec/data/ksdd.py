@@ -13,7 +13,8 @@ indexer opens a file).
 
 Folds: the kos folders (one physical item each) are shuffled with ``numpy.random.default_rng(split_seed)``
 and cut with ``numpy.array_split`` into 3 test groups (17/17/16 folders of 50); fold k tests on group k
-and trains on the other folders (33/33/34). The three test sets partition the folders.
+and trains on the other folders (33/33/34). The three test sets partition the folders as long as
+the three runs use the same seed (``sources.load_split`` passes the run seed as ``split_seed``).
 
 A published split can be given instead as a JSON split file::
 
