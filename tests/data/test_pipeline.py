@@ -18,7 +18,7 @@ from kerasdec.data.samples import Sample
 from kerasdec.data.sampling import FrequencySampler
 from kerasdec.data.targets import make_element
 
-CFG = DataConfig(height=32, width=32, channels=1, w_pos=4.0, p=1.0)
+CFG = DataConfig(height=64, width=64, channels=1, w_pos=4.0, p=1.0)
 N_SAMPLES = 12  # 0, 1, 3 segmented positives; 2 image-label-only positive; 4..11 negatives
 BATCH = 3
 
@@ -31,11 +31,11 @@ def _write_dataset(root: Path) -> list[Sample]:
     samples = []
     for i in range(N_SAMPLES):
         image_path = root / f"{i:02d}.png"
-        cv2.imwrite(str(image_path), np.full((32, 48), _value(i), dtype=np.uint8))
+        cv2.imwrite(str(image_path), np.full((64, 96), _value(i), dtype=np.uint8))
         positive, mask_path = i < 4, None
         if i in (0, 1, 3):
-            mask = np.zeros((32, 48), dtype=np.uint8)
-            mask[4 + i:20, 6:30 + i] = 255
+            mask = np.zeros((64, 96), dtype=np.uint8)
+            mask[8 + i:40, 12:60 + i] = 255
             mask_path = root / f"{i:02d}_GT.png"
             cv2.imwrite(str(mask_path), mask)
         samples.append(Sample(name=f"{i:02d}", image_path=image_path, is_positive=positive,
@@ -74,7 +74,7 @@ def test_train_batches_follow_the_contract(samples):
     assert [b[0].shape[0] for b in batches] == [3, 3, 2]  # the last partial batch is kept
     assert order == sampler.indices(0).tolist()
     x, y, w = batches[0]
-    assert x.shape == (3, 32, 32, 1) and y["seg"].shape == w["seg"].shape == (3, 4, 4, 1)
+    assert x.shape == (3, 64, 64, 1) and y["seg"].shape == w["seg"].shape == (3, 8, 8, 1)
     assert y["decision"].shape == w["decision"].shape == (3, 1)
     for array in (x, y["seg"], y["decision"], w["seg"], w["decision"]):
         assert array.dtype == np.float32
@@ -89,8 +89,8 @@ def test_train_batches_follow_the_contract(samples):
         if index == 2:
             assert seg_w.max() == 0.0  # image-label-only positive: no segmentation loss
         elif index >= 4:
-            np.testing.assert_array_equal(seg_w, np.ones((4, 4, 1)))  # negatives
-            np.testing.assert_array_equal(seg, np.zeros((4, 4, 1)))
+            np.testing.assert_array_equal(seg_w, np.ones((8, 8, 1)))  # negatives
+            np.testing.assert_array_equal(seg, np.zeros((8, 8, 1)))
         else:
             assert seg.max() > 0.5 and seg_w.max() > 1.0  # weighted defect pixels
 
@@ -158,9 +158,9 @@ def test_corrupt_image_and_mask_of_another_size_name_the_files(tmp_path):
                        match=re.escape(str(samples[6].image_path)) + " is not a readable image"):
         _collect(make_eval_dataset(samples, CFG, BATCH))
     samples = _write_dataset(tmp_path)
-    cv2.imwrite(str(samples[3].mask_path), np.zeros((16, 48), dtype=np.uint8))
-    message = re.escape(f"Mask {samples[3].mask_path} is 48x16 (WxH) but its image "
-                        f"{samples[3].image_path} is 48x32")
+    cv2.imwrite(str(samples[3].mask_path), np.zeros((32, 96), dtype=np.uint8))
+    message = re.escape(f"Mask {samples[3].mask_path} is 96x32 (WxH) but its image "
+                        f"{samples[3].image_path} is 96x64")
     with pytest.raises(tf.errors.InvalidArgumentError, match=message):
         _collect(make_train_dataset(samples, CFG, BATCH, _sampler(samples)))
 

@@ -134,30 +134,30 @@ def _sample(positive: bool, segmented: bool = True) -> Sample:
 
 
 def test_seg_targets_dilate_full_resolution_then_resize():
-    cfg = DataConfig(height=32, width=32, dilate=3, weighted_seg=False)
-    # 128 → 32 bilinear samples source pixels 4k+1 and 4k+2 only; a lone pixel at (40, 80) falls
+    cfg = DataConfig(height=64, width=64, dilate=3, weighted_seg=False)
+    # 256 → 64 bilinear samples source pixels 4k+1 and 4k+2 only; a lone pixel at (40, 80) falls
     # between samples, so resizing before dilating would lose it; dilating first keeps it.
-    mask = np.zeros((128, 128), dtype=np.uint8)
+    mask = np.zeros((256, 256), dtype=np.uint8)
     mask[40, 80] = 255
     seg, weight = seg_targets(mask, _sample(True), cfg)
-    full = cv2.resize(cv2.dilate(mask, np.ones((3, 3), np.uint8)), (32, 32),
+    full = cv2.resize(cv2.dilate(mask, np.ones((3, 3), np.uint8)), (64, 64),
                       interpolation=cv2.INTER_LINEAR) / 255.0
-    assert seg.shape == weight.shape == (4, 4, 1)
+    assert seg.shape == weight.shape == (8, 8, 1)
     assert seg.max() > 0
     np.testing.assert_allclose(seg[:, :, 0], _downsize_loops(full), atol=1e-6)
-    other = cv2.dilate(cv2.resize(mask, (32, 32), interpolation=cv2.INTER_LINEAR), np.ones((3, 3), np.uint8))
+    other = cv2.dilate(cv2.resize(mask, (64, 64), interpolation=cv2.INTER_LINEAR), np.ones((3, 3), np.uint8))
     assert other.max() == 0  # the other order would give an empty target
-    np.testing.assert_array_equal(weight, np.ones((4, 4, 1)))
+    np.testing.assert_array_equal(weight, np.ones((8, 8, 1)))
 
 
 def _rect_mask() -> np.ndarray:
-    mask = np.zeros((32, 32), dtype=np.uint8)
-    mask[8:24, 10:20] = 255
+    mask = np.zeros((64, 64), dtype=np.uint8)
+    mask[16:48, 20:40] = 255
     return mask
 
 
 def test_weights_per_kind_of_sample():
-    cfg = DataConfig(height=32, width=32, w_pos=5.0, p=1.0)
+    cfg = DataConfig(height=64, width=64, w_pos=5.0, p=1.0)
     mask = _rect_mask()
     seg_pos, w_pos = seg_targets(mask, _sample(True), cfg)
     full_w = distance_weights(mask / 255.0, 5.0, 1.0)
@@ -165,29 +165,29 @@ def test_weights_per_kind_of_sample():
     assert w_pos.max() > 1.0  # the defect centre weighs more than the background
     np.testing.assert_allclose(seg_pos[:, :, 0], _downsize_loops(mask / 255.0), atol=1e-6)
     _, w_label_only = seg_targets(mask, _sample(True, segmented=False), cfg)
-    np.testing.assert_array_equal(w_label_only, np.zeros((4, 4, 1)))
-    seg_neg, w_neg = seg_targets(np.zeros((32, 32), np.uint8), _sample(False), cfg)
-    np.testing.assert_array_equal(w_neg, np.ones((4, 4, 1)))
-    np.testing.assert_array_equal(seg_neg, np.zeros((4, 4, 1)))
-    _, w_off = seg_targets(mask, _sample(True), DataConfig(height=32, width=32, weighted_seg=False))
-    np.testing.assert_array_equal(w_off, np.ones((4, 4, 1)))
+    np.testing.assert_array_equal(w_label_only, np.zeros((8, 8, 1)))
+    seg_neg, w_neg = seg_targets(np.zeros((64, 64), np.uint8), _sample(False), cfg)
+    np.testing.assert_array_equal(w_neg, np.ones((8, 8, 1)))
+    np.testing.assert_array_equal(seg_neg, np.zeros((8, 8, 1)))
+    _, w_off = seg_targets(mask, _sample(True), DataConfig(height=64, width=64, weighted_seg=False))
+    np.testing.assert_array_equal(w_off, np.ones((8, 8, 1)))
 
 
 def test_make_element_shapes_dtypes_and_values():
-    cfg = DataConfig(height=16, width=24, channels=3)
+    cfg = DataConfig(height=64, width=96, channels=3)
     rng = np.random.default_rng(2)
-    image = rng.integers(0, 256, (32, 48, 3), dtype=np.uint8)
-    mask = np.zeros((32, 48), dtype=np.uint8)
+    image = rng.integers(0, 256, (128, 192, 3), dtype=np.uint8)
+    mask = np.zeros((128, 192), dtype=np.uint8)
     el = make_element(image, mask, _sample(False), cfg)
-    assert el.image.shape == (16, 24, 3) and el.seg.shape == el.seg_weight.shape == (2, 3, 1)
+    assert el.image.shape == (64, 96, 3) and el.seg.shape == el.seg_weight.shape == (8, 12, 1)
     assert el.label.shape == el.label_weight.shape == (1,)
     for array in (el.image, el.seg, el.seg_weight, el.label, el.label_weight):
         assert array.dtype == np.float32
-    expected = cv2.resize(image, (24, 16), interpolation=cv2.INTER_LINEAR) / 255.0
+    expected = cv2.resize(image, (96, 64), interpolation=cv2.INTER_LINEAR) / 255.0
     np.testing.assert_allclose(el.image, expected, atol=1e-6)
     assert el.label[0] == 0.0 and el.label_weight[0] == 1.0
-    same = make_element(image[:16, :24], mask[:16, :24], _sample(True, segmented=False), cfg)
-    np.testing.assert_allclose(same.image, image[:16, :24] / 255.0, atol=1e-6)  # no resize needed
+    same = make_element(image[:64, :96], mask[:64, :96], _sample(True, segmented=False), cfg)
+    np.testing.assert_allclose(same.image, image[:64, :96] / 255.0, atol=1e-6)  # no resize needed
     assert same.label[0] == 1.0 and same.seg_weight.max() == 0.0
     with pytest.raises(ValueError, match=r"expected \(h, w, 3\)"):
         make_element(image[:, :, :1], mask, _sample(False), cfg)
