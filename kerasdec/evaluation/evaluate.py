@@ -2,7 +2,8 @@
 
 ``evaluate_model`` is what ``kerasdec fit`` runs on the test split at the end of training;
 ``evaluate_run`` (``kerasdec evaluate RUN_DIR``) reloads a run's model and does the same into a new
-folder of the run, so the two give identical numbers for the same model and split.
+folder of the run, so the two give the same numbers for the same model and split (up to the float32
+rounding jitter of TensorFlow's CPU kernels between calls, ~1e-7 on a score).
 """
 
 from __future__ import annotations
@@ -136,7 +137,7 @@ def evaluate_model(model: Any, samples: Sequence[Sample], data_cfg: DataConfig, 
         samples: the images to evaluate; both classes must be present.
         data_cfg: the input size, channels and targets the model was trained with.
         out_dir: created if missing; may hold other files (a run directory) but none of OUTPUT_FILES.
-        batch_size: prediction batch size (results do not depend on it).
+        batch_size: prediction batch size (results depend on it only through float rounding).
         n_figures: how many correctly classified images get a figure besides the mistakes (default 20).
         seed: seeds the choice of those images (default 0).
 
@@ -189,7 +190,7 @@ def new_folder(parent: Path, name: str) -> Path:
 
 
 def evaluate_run(run_dir: Path | str, *, data_root: Path | str | None = None, split: str = "test",
-                 which: str = "final", batch_size: int = 8, n_figures: int = 20) -> Path:
+                 which: str = "final", batch_size: int | None = None, n_figures: int = 20) -> Path:
     """Evaluate a training run's model into a new folder run_dir/evaluate-<split>-<which>[-k].
 
     Args:
@@ -198,7 +199,8 @@ def evaluate_run(run_dir: Path | str, *, data_root: Path | str | None = None, sp
         split: "test" or "val" ("val" falls back to the split training validated on, which is the
             test split for datasets without a validation split; the folder is named after the split used).
         which: "final" or "best" model.
-        batch_size: prediction batch size.
+        batch_size: prediction batch size; None = the run's training batch size, as ``fit`` uses for
+            its test evaluation, so that the numbers match it to the last digit.
         n_figures: correctly classified images drawn besides the mistakes.
 
     Returns:
@@ -230,5 +232,6 @@ def evaluate_run(run_dir: Path | str, *, data_root: Path | str | None = None, sp
     samples = load_split(data_cfg, used, cfg.seed)
     model = keras.saving.load_model(run / f"model_{which}.keras")
     out = new_folder(run, f"evaluate-{used}-{which}")
-    evaluate_model(model, samples, data_cfg, out, batch_size=batch_size, n_figures=n_figures, seed=cfg.seed)
+    evaluate_model(model, samples, data_cfg, out, batch_size=batch_size or cfg.train.batch_size,
+                   n_figures=n_figures, seed=cfg.seed)
     return out
