@@ -1,0 +1,166 @@
+"""SegDecNet: size, shapes, input checks, gradient-flow adjustment, saving, mixed precision."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import kerasdec.models.layers as layers_module
+import kerasdec.models.segdec as segdec_module
+from kerasdec.models.segdec import SegDecNet
+
+
+def images(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).random(shape).astype("float32")
+
+
+def n_params(model: keras.Model) -> int:
+    return sum(int(np.prod(v.shape)) for v in model.trainable_variables)
+
+
+@pytest.fixture(scope="module")
+def model() -> SegDecNet:
+    keras.utils.set_random_seed(0)
+    net = SegDecNet(input_channels=1)
+    net(images((1, 64, 64, 1)))
+    return net
+
+
+@pytest.fixture
+def restore_policy():
+    yield
+    keras.mixed_precision.set_global_policy("float32")
+
+
+def test_parameter_count_one_channel(model):
+    assert n_params(model) == 15_637_213
+
+
+def test_parameter_count_three_channels():
+    net = SegDecNet(input_channels=3)
+    net(images((1, 64, 64, 3)))
+    assert n_params(net) == 15_638_813
+
+
+def test_trainable_variables_follow_the_architecture(model):
+    blocks = [f"segmentation/block{i}" for i in range(1, 10)] + ["segmentation/seg_head"]
+    blocks += [f"decision/block{i}" for i in range(1, 4)]
+    expected = [f"{b}/{v}" for b in blocks for v in ("conv/kernel", "norm/scale", "norm/bias")]
+    expected += ["decision/decision_head/kernel", "decision/decision_head/bias"]
+    assert [v.path.split("/", 1)[1] for v in model.trainable_variables] == expected
+    shapes = [tuple(v.shape) for v in model.trainable_variables if v.path.endswith("conv/kernel")]
+    assert shapes == [(5, 5, 1, 32), (5, 5, 32, 64), (5, 5, 64, 64), (5, 5, 64, 64), (5, 5, 64, 64),
+                      (5, 5, 64, 64), (5, 5, 64, 64), (5, 5, 64, 64), (15, 15, 64, 1024), (1, 1, 1024, 1),
+                      (5, 5, 1025, 8), (5, 5, 8, 16), (5, 5, 16, 32)]
+
+
+def test_dense_head_initialised_uniform_within_inverse_sqrt_66():
+    keras.utils.set_random_seed(1)
+    net = SegDecNet()
+    net(images((1, 64, 64, 1)))
+    dense = net.decision_net.dense
+    limit = 1.0 / np.sqrt(66.0)
+    assert dense.kernel.shape == (66, 1)
+    for w in (dense.kernel.numpy(), dense.bias.numpy()):
+        assert np.all(np.abs(w) <= limit) and np.all(w != 0.0)
+    assert np.abs(dense.kernel.numpy()).max() > 0.7 * limit  # spread over the range, not a narrow normal
+
+
+def test_output_shapes_and_dtypes(model):
+    out = model(images((2, 128, 192, 1), seed=1))
+    assert set(out) == {"decision", "seg"}
+    assert out["decision"].shape == (2, 1) and out["seg"].shape == (2, 16, 24, 1)
+    assert out["decision"].dtype == tf.float32 and out["seg"].dtype == tf.float32
+
+
+def test_smallest_input_gives_finite_outputs(model):
+    out = model(images((1, 64, 64, 1), seed=2))
+    assert out["seg"].shape == (1, 8, 8, 1)
+    assert all(np.all(np.isfinite(v.numpy())) for v in out.values())
+
+
+@pytest.mark.parametrize("shape, message", [
+    ((2, 64, 60, 1), r"shape \(2, 64, 60, 1\); H and W must be divisible by 8"),
+    ((1, 76, 64, 1), r"shape \(1, 76, 64, 1\); H and W must be divisible by 8"),
+    ((2, 64, 64, 3), r"shape \(2, 64, 64, 3\) with 3 channels; expected C = 1"),
+    ((64, 64, 1), r"shape \(64, 64, 1\) \(3-D\); expected a 4-D batch"),
+    ((1, 32, 64, 1), r"shape \(1, 32, 64, 1\); H and W must be at least 64"),
+])
+def test_wrong_inputs_raise_value_error(model, shape, message):
+    with pytest.raises(ValueError, match=message):
+        model(np.zeros(shape, "float32"))
+
+
+def test_gradient_adjustment_on_off_without_retrace(model):
+    seg_vars = model.segmentation_net.trainable_variables
+    dec_vars = model.decision_net.trainable_variables
+    traces = []
+
+    @tf.function
+    def decision_loss_gradients(x):
+        traces.append(1)
+        with tf.GradientTape() as tape:
+            logit = model(x)["decision"]
+            loss = tf.reduce_sum(tf.nn.sigmoid_cross_entropy_with_logits(tf.ones_like(logit), logit))
+        return tape.gradient(loss, seg_vars + dec_vars, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+
+    x = images((1, 64, 128, 1), seed=3)  # the last decision block sees a 1×2 map
+    try:
+        model.set_gradient_adjustment(True)
+        grads_on = [g.numpy() for g in decision_loss_gradients(x)]
+        model.set_gradient_adjustment(False)
+        grads_off = [g.numpy() for g in decision_loss_gradients(x)]
+    finally:
+        model.set_gradient_adjustment(True)
+    n_seg = len(seg_vars)
+    assert all(np.all(g == 0.0) for g in grads_on[:n_seg])
+    assert all(np.any(g != 0.0) for g in grads_on[n_seg:])
+    assert all(np.any(g != 0.0) for g in grads_off)
+    assert len(traces) == 1
+
+
+def test_keras_round_trip_keeps_outputs_and_state(model, tmp_path):
+    model.gradient_multiplier.assign(0.5)  # a value no constructor argument gives
+    model.seg_loss_weight.assign(0.25)
+    model.cls_loss_weight.assign(0.75)
+    try:
+        model.save(tmp_path / "m.keras")
+        loaded = keras.saving.load_model(tmp_path / "m.keras")
+    finally:
+        model.set_gradient_adjustment(True)
+    assert type(loaded) is SegDecNet and loaded.get_config() == model.get_config()
+    assert float(loaded.gradient_multiplier.numpy()) == 0.5
+    assert (float(loaded.seg_loss_weight.numpy()), float(loaded.cls_loss_weight.numpy())) == (0.25, 0.75)
+    x = images((2, 64, 128, 1), seed=4)
+    expected, got = model(x), loaded(x)
+    for key in ("decision", "seg"):
+        np.testing.assert_allclose(got[key].numpy(), expected[key].numpy(), atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("policy, low, tolerance", [("mixed_float16", "float16", 0.02),
+                                                      ("mixed_bfloat16", "bfloat16", 0.1)])
+def test_mixed_precision_outputs_float32(model, restore_policy, policy, low, tolerance):
+    x = images((1, 64, 64, 1), seed=5)
+    reference = model(x)
+    keras.mixed_precision.set_global_policy(policy)
+    net = SegDecNet()
+    net(x)
+    net.set_weights(model.get_weights())
+    out = net(x)
+    block = net.segmentation_net.stages[0]
+    assert block.conv.compute_dtype == low and block.norm.compute_dtype == "float32"
+    for key in ("decision", "seg"):
+        assert out[key].dtype == tf.float32
+        np.testing.assert_allclose(out[key].numpy(), reference[key].numpy(), atol=tolerance, rtol=tolerance)
+
+
+@pytest.mark.parametrize("path", [layers_module.__file__, segdec_module.__file__])
+def test_import_under_another_backend_says_how_to_fix(monkeypatch, path):
+    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
+    spec = importlib.util.spec_from_file_location("kerasdec_backend_probe", path)
+    with pytest.raises(ImportError, match="KERAS_BACKEND is 'jax'; set KERAS_BACKEND=tensorflow"):
+        spec.loader.exec_module(importlib.util.module_from_spec(spec))
