@@ -70,11 +70,10 @@ def overlay_names(paths: Sequence[Path]) -> list[str]:
     return names
 
 
-def _prepare_out(out_dir: Path) -> None:
+def _check_out(out_dir: Path) -> None:
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise FileExistsError(f"output folder {out_dir} exists and is not empty; expected a new or empty "
                               "folder (predict never overwrites): choose another --out")
-    (out_dir / OVERLAYS_DIR).mkdir(parents=True, exist_ok=True)
 
 
 def _read(path: Path, predictor: Predictor) -> tuple[np.ndarray | None, np.ndarray | None, str]:
@@ -144,8 +143,10 @@ def predict(model_path: Path | str, inputs: Sequence[Path | str], out_dir: Path 
     paths = collect_inputs(inputs)
     if batch_size < 1:
         raise ValueError(f"batch_size={batch_size}; expected >= 1")
-    _prepare_out(out)
+    _check_out(out)
     predictor = load_predictor(model_path, threshold=threshold, width=width, height=height)
+    _check_out(out)  # again: loading takes a while
+    (out / OVERLAYS_DIR).mkdir(parents=True, exist_ok=True)
     logger.info("scoring %d images with %s (input %dx%d, %d channel(s), threshold %.4g)", len(paths),
                 predictor.source, predictor.width, predictor.height, predictor.channels, predictor.threshold)
     items = list(zip(paths, overlay_names(paths)))
