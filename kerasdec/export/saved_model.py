@@ -2,7 +2,8 @@
 
 The "serving_default" signature takes ``image``: float32 (B, H, W, C) in [0, 1], already resized to
 the model's input size (metadata.json ``width`` × ``height``; the graph accepts any H and W that are
-multiples of 8 and fails with an InvalidArgumentError naming the rule otherwise), and returns
+multiples of 8 and at least 64, and fails with an InvalidArgumentError naming the rule otherwise),
+and returns
 
 - ``score``   (B, 1)           sigmoid of the decision logit: probability that the image is defective;
 - ``decision`` (B, 1)          the decision logit;
@@ -29,21 +30,22 @@ import tensorflow as tf
 
 import kerasdec
 from kerasdec.config import DataConfig
+from kerasdec.models.segdec import DOWNSCALE, MIN_SIZE  # H, W multiples of 8 and >= 64
 
 logger = logging.getLogger(__name__)
 
 SIGNATURE = "serving_default"
 ENDPOINT = "serve"  # the first endpoint of an ExportArchive is also exported as "serving_default"
 METADATA_FILE = "metadata.json"
-DOWNSCALE = 8  # the network pools three times by 2: H and W must be multiples of 8
 OUTPUTS = {
     "score": "(B, 1) float32: sigmoid(decision), probability that the image is defective",
     "decision": "(B, 1) float32: decision logit",
     "seg": "(B, H/8, W/8, 1) float32: segmentation logits",
     "heatmap": "(B, H/8, W/8, 1) float32: sigmoid(seg), per-cell defect probability",
 }
+OVERRIDABLE = {"source", "dataset"}  # metadata keys a caller may set (e.g. dataset None when unknown)
 INPUT_DESCRIPTION = ("(B, H, W, C) float32 in [0, 1], already resized to height x width; "
-                     "H and W must be multiples of 8")
+                     f"H and W must be multiples of {DOWNSCALE}, at least {MIN_SIZE}")
 
 
 def export_saved_model(model: keras.Model, base_dir: Path | str, *, data_cfg: DataConfig,
@@ -61,7 +63,8 @@ def export_saved_model(model: keras.Model, base_dir: Path | str, *, data_cfg: Da
         threshold: decision threshold on ``score`` recorded in metadata.json, in [0, 1].
         version: integer version folder (>= 1); None = 1 + the highest existing integer folder.
         metadata: extra JSON-serialisable keys for metadata.json, e.g. {"source": "runs/x"}; they
-            may not replace the keys this function writes (except "source", default None).
+            may not replace the keys this function writes, except "source" (default None) and
+            "dataset" (default data_cfg.dataset).
 
     Returns:
         The version folder written.
@@ -122,11 +125,14 @@ def read_metadata(version_dir: Path | str) -> dict[str, Any]:
 def serving_outputs(model: keras.Model, image: tf.Tensor) -> dict[str, tf.Tensor]:
     """The serving signature's computation: checks H, W % 8 and maps the model's logits to outputs."""
     hw = tf.shape(image)[1:3]
-    check = tf.debugging.assert_equal(
-        hw % DOWNSCALE, tf.zeros_like(hw),
-        message=f"image height and width must be multiples of {DOWNSCALE}; resize images to the "
-                f"model's input size (metadata.json width x height) first")
-    with tf.control_dependencies([check]):
+    resize = "resize images to the model's input size (metadata.json width x height) first"
+    checks = [
+        tf.debugging.assert_equal(hw % DOWNSCALE, tf.zeros_like(hw), message=(
+            f"image height and width must be multiples of {DOWNSCALE}; {resize}")),
+        tf.debugging.assert_greater_equal(hw, MIN_SIZE, message=(
+            f"image height and width must be at least {MIN_SIZE}; {resize}")),
+    ]
+    with tf.control_dependencies(checks):
         image = tf.identity(image)
     out = model(image, training=False)
     decision, seg = out["decision"], out["seg"]  # (B, 1), (B, H/8, W/8, 1)
@@ -134,8 +140,10 @@ def serving_outputs(model: keras.Model, image: tf.Tensor) -> dict[str, tf.Tensor
 
 
 def _archive(model: keras.Model, channels: int) -> keras.export.ExportArchive:
+    # No archive.track(model): add_endpoint already tracks every variable the endpoint uses, and
+    # track() stores each weight a second time (Keras issue #23553: 2x files, 2x memory in Serving).
+    # track() is only needed for non-variable resources such as lookup tables, which SegDecNet has none of.
     archive = keras.export.ExportArchive()
-    archive.track(model)
     spec = tf.TensorSpec([None, None, None, channels], tf.float32, name="image")
     archive.add_endpoint(ENDPOINT, lambda image: serving_outputs(model, image), input_signature=[spec])
     return archive
@@ -177,10 +185,10 @@ def _metadata(data_cfg: DataConfig, threshold: float, version: int, extra: dict[
         "input": {"name": "image", "description": INPUT_DESCRIPTION},
         "outputs": dict(OUTPUTS),
     }
-    clash = sorted(set(extra) & (set(info) - {"source"}))
+    clash = sorted(set(extra) & (set(info) - OVERRIDABLE))
     if clash:
         raise ValueError(f"metadata keys {clash} would replace keys written by the exporter; "
-                         f"expected other names (or 'source')")
+                         f"expected other names (or {sorted(OVERRIDABLE)})")
     info.update(extra)
     json.dumps(info)  # fail before writing anything if an extra value is not JSON-serialisable
     return info
