@@ -173,3 +173,44 @@ def predict(model: str, inputs: tuple[str, ...], out_dir: str, threshold: float 
         if bars:
             bars[0].render_finish()
     click.echo(str(out))
+
+
+# ------------------------------------------------------------------------------------------- export
+@main.command()
+@click.argument("source", type=click.Path(exists=True))
+@click.option("--out", "base_dir", type=click.Path(file_okay=False), default="saved_models/segdec",
+              show_default=True, help="Model base folder (TF Serving --model_base_path); versions go inside.")
+@click.option("--version", type=click.IntRange(min=1),
+              help="Integer version folder (default: 1 + the highest existing); never overwritten.")
+@click.option("--tflite", "tflite_modes", type=click.Choice(["float32", "float16", "int8"]), multiple=True,
+              help="Also convert to TFLite in this mode (repeatable); int8 calibrates on training images.")
+@click.option("--model", "which", type=click.Choice(["best", "final"]), default="final", show_default=True,
+              help="Which saved model of a run directory.")
+@click.option("--threshold", type=click.FloatRange(0, 1),
+              help="Decision threshold to record (default: from the model's evaluation, else 0.5).")
+@click.option("--data-root", type=click.Path(exists=True, file_okay=False),
+              help="Dataset folder for int8 calibration, when it is not where config.json says.")
+@click.option("--width", type=click.IntRange(min=8),
+              help="Input width, for a .keras file without config.json beside it (multiple of 8).")
+@click.option("--height", type=click.IntRange(min=8),
+              help="Input height, for a .keras file without config.json beside it (multiple of 8).")
+@click.option("--calibration-images", "calibration_count", type=click.IntRange(min=1), default=32,
+              show_default=True, help="Training images used to calibrate int8.")
+def export(source: str, base_dir: str, version: int | None, tflite_modes: tuple[str, ...], which: str,
+           threshold: float | None, data_root: str | None, width: int | None, height: int | None,
+           calibration_count: int) -> None:
+    """Export SOURCE (a run directory or a .keras file) as a TF Serving SavedModel, optionally TFLite.
+
+    Prints each path written: OUT/<version>/ first, then OUT/<version>/<name>_<mode>.tflite per --tflite.
+    """
+    from kerasdec.export.deploy import export_source
+    from kerasdec.export.tflite import TFLiteCheckError
+
+    try:
+        written = export_source(source, base_dir, which=which, version=version, tflite_modes=tflite_modes,
+                                threshold=threshold, data_root=data_root, width=width, height=height,
+                                calibration_count=calibration_count)
+    except (FileNotFoundError, FileExistsError, ValueError, TFLiteCheckError) as err:
+        raise click.ClickException(str(err)) from err
+    for path in written.values():
+        click.echo(str(path))
