@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import re
 from dataclasses import replace
 from html.parser import HTMLParser
 from pathlib import Path
@@ -17,7 +18,7 @@ from sklearn.metrics import average_precision_score
 from kerasdec.config import RunConfig
 from kerasdec.data.decode import read_mask
 from kerasdec.data.sources import load_split
-from kerasdec.evaluation.evaluate import evaluate_model, evaluate_run, predict_samples
+from kerasdec.evaluation.evaluate import evaluate_model, evaluate_run, new_folder, predict_samples
 from kerasdec.evaluation.metrics import image_metrics
 
 REQUIRED_KEYS = {"ap", "auc", "threshold", "fp", "fn", "fp_at_fn0", "tpr", "tnr", "n_pos", "n_neg",
@@ -54,7 +55,9 @@ def evaluated(tiny_run) -> Path:
 
 
 def test_evaluate_run_writes_every_file(tiny_run, evaluated):
-    assert evaluated == tiny_run.run_dir / "evaluate-test-final"
+    # -k suffix when another test (e.g. the CLI's) evaluated the shared run first
+    assert evaluated.parent == tiny_run.run_dir
+    assert re.fullmatch(r"evaluate-test-final(-\d+)?", evaluated.name)
     for name in ("metrics.json", "results.csv", "pr_curve.png", "roc_curve.png", "index.html"):
         assert (evaluated / name).is_file(), name
     metrics = json.loads((evaluated / "metrics.json").read_text())
@@ -148,6 +151,9 @@ def test_new_folder_every_time_and_never_overwrite(tiny_run, evaluated, caplog, 
     assert "has no validation split" in caplog.text
     second = evaluate_run(tiny_run.run_dir, data_root=tiny_run.data.root, split="val", which="best")
     assert second.name == "evaluate-test-best-2" and (second / "metrics.json").is_file()
+    (tmp_path / "e").mkdir()
+    (tmp_path / "e-2").mkdir()
+    assert new_folder(tmp_path, "e") == tmp_path / "e-3" and (tmp_path / "e-3").is_dir()
     cfg = _config(tiny_run)
     with pytest.raises(FileExistsError, match=r"already holds evaluation output \['metrics.json'"):
         evaluate_model(tiny_run.model, load_split(cfg.data, "test", 0), cfg.data, first)
