@@ -77,13 +77,7 @@ def load_source(source: Path | str, *, which: str = "final", threshold: float | 
 
     import kerasdec.models.segdec  # noqa: F401  (registers the classes for load_model)
 
-    path = Path(source)
-    if which not in ("final", "best"):
-        raise ValueError(f"which={which!r}; expected 'final' or 'best'")
-    model_file = path / f"model_{which}.keras" if path.is_dir() else path
-    if not model_file.is_file() or model_file.suffix != ".keras":
-        raise FileNotFoundError(f"{model_file} not found; expected a run directory (config.json + "
-                                f"model_{which}.keras) or a .keras file")
+    model_file = _model_file(source, which)
     cfg = _run_config(model_file.parent / "config.json")
     if cfg is None and (width is None or height is None):
         raise ValueError(f"no config.json beside {model_file} to give the input size; pass width and "
@@ -135,11 +129,12 @@ def export_source(source: Path | str, base_dir: Path | str, *, which: str = "fin
     if version is not None and (Path(base_dir) / str(version)).exists():  # before the slow model load
         raise FileExistsError(f"version folder {Path(base_dir) / str(version)} already exists; exporting "
                               "never overwrites: pass another --version or leave it out")
+    model_file = _model_file(source, which)
+    if "int8" in tflite_modes and not (model_file.parent / "config.json").is_file():
+        raise ValueError(f"int8 needs calibration images from the training data, but {model_file} "
+                         "has no config.json beside it; export a run directory instead")
     src = load_source(source, which=which, threshold=threshold, data_root=data_root, width=width,
                       height=height)
-    if "int8" in tflite_modes and src.seed is None:
-        raise ValueError(f"int8 needs calibration images from the training data, but {src.model_file} "
-                         "has no config.json beside it; export a run directory instead")
     extra = {"source": str(Path(source).resolve()), "model_file": str(src.model_file.resolve()),
              "threshold_from": src.threshold_from}
     if src.seed is None:
@@ -152,6 +147,17 @@ def export_source(source: Path | str, base_dir: Path | str, *, which: str = "fin
         out = written["saved_model"] / f"{name}_{mode}.tflite"
         written[mode] = export_tflite(written["saved_model"], out, mode, representative_images=images)
     return written
+
+
+def _model_file(source: Path | str, which: str) -> Path:
+    path = Path(source)
+    if which not in ("final", "best"):
+        raise ValueError(f"which={which!r}; expected 'final' or 'best'")
+    model_file = path / f"model_{which}.keras" if path.is_dir() else path
+    if not model_file.is_file() or model_file.suffix != ".keras":
+        raise FileNotFoundError(f"{model_file} not found; expected a run directory (config.json + "
+                                f"model_{which}.keras) or a .keras file")
+    return model_file
 
 
 def _run_config(path: Path) -> RunConfig | None:

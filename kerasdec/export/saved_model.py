@@ -37,6 +37,7 @@ logger = logging.getLogger(__name__)
 SIGNATURE = "serving_default"
 ENDPOINT = "serve"  # the first endpoint of an ExportArchive is also exported as "serving_default"
 METADATA_FILE = "metadata.json"
+FOLDER_MODE = 0o755  # permissions of a version folder (readable by a TF Serving user)
 OUTPUTS = {
     "score": "(B, 1) float32: sigmoid(decision), probability that the image is defective",
     "decision": "(B, 1) float32: decision logit",
@@ -92,6 +93,7 @@ def export_saved_model(model: keras.Model, base_dir: Path | str, *, data_cfg: Da
         archive = _archive(model, data_cfg.channels)
         archive.write_out(str(tmp), verbose=False)
         (tmp / METADATA_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+        tmp.chmod(FOLDER_MODE)  # mkdtemp makes it owner-only; a server may run as another user
         _rename(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -52,11 +52,19 @@ def test_calibration_images_spread_over_the_training_split(folder_root):
     assert len(calibration_images(cfg, seed=0, count=100)) == 9  # all 5 ok + 4 defect images
 
 
-def test_bare_keras_file_needs_width_and_height(tmp_path):
+def test_source_errors_come_before_loading_or_writing(tmp_path):
     (tmp_path / "m").mkdir()
     path = tmp_path / "m" / "model.keras"
     path.write_bytes(b"not read: the size check comes first")
     result = CliRunner().invoke(main, ["export", str(path), "--out", str(tmp_path / "out")])
     assert result.exit_code == 1
     assert f"no config.json beside {path} to give the input size; pass width and height" in result.output
+    assert not (tmp_path / "out").exists()
+    int8 = CliRunner().invoke(main, ["export", str(path), "--out", str(tmp_path / "out"), "--width", "64",
+                                     "--height", "64", "--tflite", "int8"])
+    assert int8.exit_code == 1
+    assert f"int8 needs calibration images from the training data, but {path} has no config.json" \
+        in int8.output
+    missing = CliRunner().invoke(main, ["export", str(tmp_path), "--model", "best"])
+    assert missing.exit_code == 1 and f"{tmp_path / 'model_best.keras'} not found" in missing.output
     assert not (tmp_path / "out").exists()

@@ -83,6 +83,7 @@ def test_metadata_json_has_the_documented_keys(exported, threshold):
     assert meta["input"]["name"] == "image"
     assert read_metadata(exported) == meta
     assert (exported / "saved_model.pb").is_file() and (exported / "variables").is_dir()
+    assert exported.stat().st_mode & 0o777 == 0o755  # not mkdtemp's owner-only 0o700
 
 
 def test_each_weight_is_stored_once(exported, model):
