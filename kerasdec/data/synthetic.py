@@ -34,7 +34,7 @@ from kerasdec.data.synthetic_render import render_sample
 
 logger = logging.getLogger(__name__)
 
-VERSION = 1  # bump when the generator changes, so old caches are not reused
+VERSION = 2  # bump when the generator changes, so old caches are not reused
 MARKER = "dataset.json"  # written last: its presence means the dataset is complete
 DEFAULT_SIZE = (128, 128)  # (height, width) of the generated images
 DEFAULT_CACHE = "~/.cache/kerasdec"  # cache folder when $KERASDEC_CACHE is not set

@@ -95,7 +95,7 @@ def draw_defect(rng: np.random.Generator, size: tuple[int, int],
         if (ink > INK_THRESHOLD).any():
             break
     polarity = -1.0 if kind in ("crack", "spots") or rng.random() < 0.5 else 1.0
-    low, high = (0.12, 0.2) if kind == "stain" else (0.15, 0.3)
+    low, high = (0.2, 0.3) if kind == "stain" else (0.22, 0.36)
     return ink, polarity, rng.uniform(low, high)
 
 
