@@ -1,0 +1,76 @@
+"""Callbacks that drive the training state of SegDecNet from outside the compiled step.
+
+Each assigns a variable (or sets an attribute) that the step or the input pipeline reads, so a
+compiled ``train_step`` picks up the new value without retracing.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import keras
+
+from kerasdec.training.schedules import loss_weights
+
+logger = logging.getLogger(__name__)
+
+
+class LossBalance(keras.callbacks.Callback):
+    """Assign ``model.seg_loss_weight`` and ``model.cls_loss_weight`` at each epoch start.
+
+    With dynamic balance: λ = 1 − e/E and δ·(1 − λ); without: 1 and δ (METHOD.md §2). ``epoch`` is
+    the absolute epoch number, so a resumed ``fit(initial_epoch=k)`` continues the schedule.
+
+    Args:
+        epochs: total number of epochs E.
+        delta: δ, the weight of the classification loss.
+        dynamic_balance: anneal λ (True) or keep the weights fixed (False). Default True.
+    """
+
+    def __init__(self, epochs: int, delta: float, dynamic_balance: bool = True) -> None:
+        super().__init__()
+        loss_weights(0, epochs, delta, dynamic_balance)  # validate the arguments now
+        self.epochs = int(epochs)
+        self.delta = float(delta)
+        self.dynamic_balance = bool(dynamic_balance)
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        seg_w, cls_w = loss_weights(epoch, self.epochs, self.delta, self.dynamic_balance)
+        self.model.seg_loss_weight.assign(seg_w)
+        self.model.cls_loss_weight.assign(cls_w)
+        logger.debug("epoch %d: seg weight %.4f, cls weight %.4f", epoch, seg_w, cls_w)
+
+
+class GradientAdjustment(keras.callbacks.Callback):
+    """Set the gradient multiplier m at the start of training: 0 when enabled, 1 when off.
+
+    Args:
+        enabled: stop the decision loss at the segmentation stage (METHOD.md §1). Default True.
+    """
+
+    def __init__(self, enabled: bool = True) -> None:
+        super().__init__()
+        self.enabled = bool(enabled)
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        self.model.set_gradient_adjustment(self.enabled)
+
+
+class SamplerEpoch(keras.callbacks.Callback):
+    """Tell the frequency-of-use sampler which epoch starts (``sampler.current_epoch = epoch``).
+
+    The pipeline reads ``sampler.current_epoch`` when the epoch's iterator starts. Keras may create
+    the first iterator before any callback runs (under a distribution strategy), so set
+    ``sampler.current_epoch = initial_epoch`` before calling ``fit`` as well.
+
+    Args:
+        sampler: any object with an integer attribute ``current_epoch``.
+    """
+
+    def __init__(self, sampler: Any) -> None:
+        super().__init__()
+        self.sampler = sampler
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self.sampler.current_epoch = int(epoch)
