@@ -20,10 +20,11 @@ from typing import Any
 import cv2
 import numpy as np
 
-from kerasdec.config import DataConfig, RunConfig
+from kerasdec.config import DataConfig
 from kerasdec.data.samples import Sample
 from kerasdec.evaluation.metrics import image_metrics
 from kerasdec.evaluation.report import ImageRow, write_index
+from kerasdec.rundir import new_folder, read_run_config
 
 logger = logging.getLogger(__name__)
 
@@ -177,18 +178,6 @@ def evaluate_model(model: Any, samples: Sequence[Sample], data_cfg: DataConfig, 
     return metrics
 
 
-def new_folder(parent: Path, name: str) -> Path:
-    """Create and return parent/name, or parent/name-2, -3, ... if taken (never reuses a folder)."""
-    for k in range(1, 10_000):
-        candidate = parent / (name if k == 1 else f"{name}-{k}")
-        try:
-            candidate.mkdir(parents=False)
-            return candidate
-        except FileExistsError:
-            continue
-    raise FileExistsError(f"{parent / name} and 9,998 numbered variants exist; remove some")
-
-
 def evaluate_run(run_dir: Path | str, *, data_root: Path | str | None = None, split: str = "test",
                  which: str = "final", batch_size: int | None = None, n_figures: int = 20) -> Path:
     """Evaluate a training run's model into a new folder run_dir/evaluate-<split>-<which>[-k].
@@ -223,7 +212,7 @@ def evaluate_run(run_dir: Path | str, *, data_root: Path | str | None = None, sp
     for needed in (run / "config.json", run / f"model_{which}.keras"):
         if not needed.is_file():
             raise FileNotFoundError(f"{needed} not found; expected a run directory written by kerasdec fit")
-    cfg = RunConfig.from_dict(json.loads((run / "config.json").read_text(encoding="utf-8")))
+    cfg = read_run_config(run)
     data_cfg = cfg.data if data_root is None else dataclasses.replace(cfg.data, root=str(data_root))
     used = validation_split(data_cfg) if split == "val" else "test"
     if used != split:

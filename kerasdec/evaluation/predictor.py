@@ -7,7 +7,6 @@ heatmaps.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kerasdec.config import RunConfig
+from kerasdec.rundir import read_run_config, stored_threshold
 
 logger = logging.getLogger(__name__)
 
@@ -100,16 +99,12 @@ def _from_saved_model(version_dir: Path, threshold: float | None, width: int | N
                      f"SavedModel {version_dir}")
 
 
-def _run_config(path: Path) -> RunConfig | None:
-    return RunConfig.from_dict(json.loads(path.read_text(encoding="utf-8"))) if path.is_file() else None
-
-
 def _from_keras(model_file: Path, threshold: float, width: int | None, height: int | None) -> Predictor:
     import keras
 
     import kerasdec.models.segdec  # noqa: F401  (registers the classes for load_model)
 
-    cfg = _run_config(model_file.parent / "config.json")
+    cfg = read_run_config(model_file.parent)
     if cfg is not None:
         width, height = width or cfg.data.width, height or cfg.data.height
     if width is None or height is None:
@@ -152,14 +147,12 @@ def load_predictor(model_path: Path | str, *, threshold: float | None = None, wi
     if not path.exists():
         raise FileNotFoundError(f"model {path} not found; expected a run directory, a .keras file or a "
                                 "SavedModel folder")
-    if path.is_file() and path.suffix == ".keras":
-        return _from_keras(path, DEFAULT_THRESHOLD if threshold is None else threshold, width, height)
     if path.is_dir() and (path / "model_final.keras").is_file():
-        if threshold is None:
-            metrics = path / "metrics.json"
-            stored = json.loads(metrics.read_text(encoding="utf-8")) if metrics.is_file() else {}
-            threshold = float(stored.get("threshold", DEFAULT_THRESHOLD))
-        return _from_keras(path / "model_final.keras", threshold, width, height)
+        path = path / "model_final.keras"
+    if path.is_file() and path.suffix == ".keras":
+        if threshold is None:  # the threshold of this model's evaluation, when its run has one
+            threshold = stored_threshold(path)[0]
+        return _from_keras(path, DEFAULT_THRESHOLD if threshold is None else threshold, width, height)
     version = _version_dir(path) if path.is_dir() else None
     if version is not None:
         return _from_saved_model(version, threshold, width, height)

@@ -8,7 +8,6 @@ layout); each TFLite file goes into that version folder as ``<base name>_<mode>.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from kerasdec.config import DataConfig, RunConfig
+from kerasdec.rundir import read_run_config, stored_threshold
 
 if TYPE_CHECKING:
     import keras
@@ -78,7 +78,7 @@ def load_source(source: Path | str, *, which: str = "final", threshold: float | 
     import kerasdec.models.segdec  # noqa: F401  (registers the classes for load_model)
 
     model_file = _model_file(source, which)
-    cfg = _run_config(model_file.parent / "config.json")
+    cfg = read_run_config(model_file.parent)
     if cfg is None and (width is None or height is None):
         raise ValueError(f"no config.json beside {model_file} to give the input size; pass width and "
                          "height (--width/--height: the size the model was trained at)")
@@ -160,10 +160,6 @@ def _model_file(source: Path | str, which: str) -> Path:
     return model_file
 
 
-def _run_config(path: Path) -> RunConfig | None:
-    return RunConfig.from_dict(json.loads(path.read_text(encoding="utf-8"))) if path.is_file() else None
-
-
 def _data_config(cfg: RunConfig | None, model: keras.Model, model_file: Path, data_root: Path | str | None,
                  width: int | None, height: int | None) -> DataConfig:
     """The run's data settings (root and size overridable), or a minimal one for a bare .keras file."""
@@ -177,13 +173,9 @@ def _data_config(cfg: RunConfig | None, model: keras.Model, model_file: Path, da
 def _threshold(model_file: Path, threshold: float | None) -> tuple[float, str]:
     if threshold is not None:
         return float(threshold), "argument"
-    run = model_file.parent
-    metrics = run / "metrics.json" if model_file.name == "model_final.keras" else \
-        run / "evaluate-test-best" / "metrics.json" if model_file.name == "model_best.keras" else None
-    if metrics is not None and metrics.is_file():
-        stored = json.loads(metrics.read_text(encoding="utf-8"))
-        if "threshold" in stored:
-            return float(stored["threshold"]), str(metrics.resolve())
+    stored, where = stored_threshold(model_file)
+    if stored is not None:
+        return stored, str(where.resolve())
     logger.warning("no evaluation of %s found; recording the default threshold %s", model_file,
                    DEFAULT_THRESHOLD)
     return DEFAULT_THRESHOLD, "default"

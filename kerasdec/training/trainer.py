@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import sys
 from collections.abc import Iterator, Sequence
-from datetime import datetime
 from pathlib import Path
 
 import keras
@@ -19,6 +19,7 @@ from kerasdec.data import pipeline, sources
 from kerasdec.data.samples import Sample
 from kerasdec.data.sampling import FrequencySampler
 from kerasdec.models.segdec import SegDecNet
+from kerasdec.rundir import new_run_folder, read_run_config, write_run_config
 from kerasdec.training import callbacks as kcb
 from kerasdec.training.checkpoint import SaveState, load_state
 from kerasdec.training.history import plot_history
@@ -108,8 +109,7 @@ def build_model(cfg: RunConfig) -> SegDecNet:
     model = SegDecNet(input_channels=cfg.data.channels, gradient_adjustment=cfg.train.gradient_adjustment)
     jit = "auto" if cfg.train.jit is None else cfg.train.jit
     model.compile(optimizer=keras.optimizers.SGD(learning_rate=cfg.train.lr), jit_compile=jit)
-    model(np.zeros((1, cfg.data.height, cfg.data.width, cfg.data.channels), np.float32))
-    model.optimizer.build(model.trainable_variables)
+    model.build_for_training((cfg.data.height, cfg.data.width, cfg.data.channels))
     return model
 
 
@@ -117,33 +117,25 @@ def open_run(cfg: RunConfig, resume: Path | str | None) -> tuple[Path, RunConfig
     """The run directory and its config: a new folder with config.json, or the resumed run's own."""
     if resume is not None:
         run_dir = Path(resume)
-        if not (run_dir / "config.json").is_file():
+        stored = read_run_config(run_dir)
+        if stored is None:
             raise FileNotFoundError(f"--resume {run_dir}: no config.json there; expected a run directory "
                                     "written by `kerasdec fit`")
         if (run_dir / "model_final.keras").exists():
             raise FileExistsError(f"--resume {run_dir}: this run already finished (model_final.keras "
                                   "exists); start a new run instead")
-        return run_dir, RunConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
-    if cfg.run_dir is not None:
+        return run_dir, stored
+    if cfg.run_dir is None:
+        run_dir = new_run_folder(Path("runs"), cfg.data.dataset)
+    else:
         run_dir = Path(cfg.run_dir)
         if run_dir.exists() and any(run_dir.iterdir()):
             raise FileExistsError(f"--run-dir {run_dir} already exists and is not empty; choose another "
                                   f"folder, or continue that run with --resume {run_dir}")
-    else:
-        run_dir = fresh_run_dir(Path("runs"), cfg.data.dataset)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    cfg = RunConfig.from_dict({**cfg.to_dict(), "run_dir": str(run_dir)})
-    (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+        run_dir.mkdir(parents=True, exist_ok=True)
+    cfg = dataclasses.replace(cfg, run_dir=str(run_dir))
+    write_run_config(run_dir, cfg)
     return run_dir, cfg
-
-
-def fresh_run_dir(parent: Path, dataset: str) -> Path:
-    """parent/<dataset>-<date-time>, with -2, -3, ... appended if that name is taken."""
-    base = parent / f"{dataset}-{datetime.now():%Y%m%d-%H%M%S}"
-    candidate, k = base, 2
-    while candidate.exists():
-        candidate, k = base.with_name(f"{base.name}-{k}"), k + 1
-    return candidate
 
 
 def require_both_classes(samples: list[Sample], split: str) -> None:

@@ -12,7 +12,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from kerasdec.evaluation.metrics import average_precision
+from kerasdec.evaluation.evaluate import sigmoid
+from kerasdec.evaluation.metrics import average_precision, pr_points
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ class ValidateAP(keras.callbacks.Callback):
             logs["val_ap"] = math.nan
             return
         out = self.model.predict(self.dataset, verbose=0)
-        scores = 1.0 / (1.0 + np.exp(-np.asarray(out["decision"], dtype=np.float64)[:, 0]))
+        scores = sigmoid(out["decision"][:, 0])
         ap = average_precision(self.labels, scores)
         logs["val_ap"] = ap
         log.info("epoch %d: validation AP %.4f", epoch + 1, ap)
@@ -65,7 +66,7 @@ class ValidateAP(keras.callbacks.Callback):
 def overlays(images: np.ndarray, seg_logits: np.ndarray) -> np.ndarray:
     """Images (k, H, W, C) in [0, 1] with the segmentation heatmap in red: (k, H, W, 3) float32."""
     rgb = np.repeat(images, 3, axis=-1) if images.shape[-1] == 1 else images
-    heat = tf.image.resize(1.0 / (1.0 + np.exp(-seg_logits)), images.shape[1:3]).numpy()[..., 0]
+    heat = tf.image.resize(sigmoid(seg_logits), images.shape[1:3]).numpy()[..., 0]
     out = rgb.astype(np.float32).copy()
     out[..., 0] = np.clip(0.5 * out[..., 0] + heat, 0.0, 1.0)
     return out
@@ -77,10 +78,7 @@ def _pr_curve_png(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    order = np.argsort(-scores, kind="stable")
-    tp = np.cumsum(labels[order])
-    precision = tp / np.arange(1, len(order) + 1)
-    recall = tp / max(int(labels.sum()), 1)
+    recall, precision = pr_points(labels, scores)
     fig, ax = plt.subplots(figsize=(4, 4), dpi=80)
     ax.step(recall, precision, where="post")
     ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02), title="validation PR")

@@ -13,7 +13,8 @@ from click.testing import CliRunner
 
 from kerasdec.cli import main
 from kerasdec.config import DataConfig, RunConfig, TrainConfig
-from kerasdec.training.trainer import fit, fresh_run_dir
+from kerasdec.rundir import new_folder, new_run_folder
+from kerasdec.training.trainer import fit
 
 LOSS_COLUMNS = ("loss", "seg_loss", "cls_loss", "lambda")
 
@@ -102,8 +103,12 @@ def test_resume_equals_an_uninterrupted_run_and_runs_are_reproducible(folder_roo
         fit(RunConfig(), resume=interrupted)
 
 
-def test_default_run_directories_get_a_fresh_name(tmp_path):
-    first = fresh_run_dir(tmp_path, "synthetic")
-    first.mkdir()
-    second = fresh_run_dir(tmp_path, "synthetic")
-    assert second != first and second.name.startswith(first.name) and not second.exists()
+def test_new_folders_never_reuse_an_existing_one(tmp_path):
+    first = new_folder(tmp_path / "runs", "synthetic-20261125-101500")
+    (first / "keep.txt").write_text("earlier run")
+    second = new_folder(tmp_path / "runs", "synthetic-20261125-101500")
+    third = new_folder(tmp_path / "runs", "synthetic-20261125-101500")
+    assert [p.name for p in (first, second, third)] == [
+        "synthetic-20261125-101500", "synthetic-20261125-101500-2", "synthetic-20261125-101500-3"]
+    assert (first / "keep.txt").read_text() == "earlier run" and not any(second.iterdir())
+    assert new_run_folder(tmp_path / "runs", "ksdd").name.startswith("ksdd-20")
