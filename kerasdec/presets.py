@@ -34,7 +34,7 @@ _SETTINGS: dict[tuple[str, str], tuple[Any, ...]] = {
     # Not published: our defaults. "folder" follows the KSDD2 recipe (small colour/grey parts, coarse
     # labels); "synthetic" is tuned so that `kerasdec fit` finishes in minutes on 2 CPU cores.
     ("any", "folder"): (50, 0.01, 1.0, 1, 2.0, 3.0, 7),
-    ("any", "synthetic"): (25, 0.05, 1.0, 2, 2.0, 3.0, 1),
+    ("any", "synthetic"): (10, 0.05, 1.0, 2, 2.0, 3.0, 1),
 }
 
 # Epochs by number of positive training images N (ICPR 2020, Tables 2 and 3).
