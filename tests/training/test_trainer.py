@@ -13,8 +13,9 @@ from click.testing import CliRunner
 
 from kerasdec.cli import main
 from kerasdec.config import DataConfig, RunConfig, TrainConfig
+from kerasdec.models.segdec import SegDecNet
 from kerasdec.rundir import new_folder, new_run_folder
-from kerasdec.training.trainer import fit
+from kerasdec.training.trainer import fit, precision_policy
 
 LOSS_COLUMNS = ("loss", "seg_loss", "cls_loss", "lambda")
 
@@ -61,6 +62,12 @@ def test_cli_fit_writes_a_complete_run_directory_and_never_overwrites(folder_dat
     assert {row["name"] for row in rows} == test_names
     assert set(rows[0]) >= {"name", "score", "label", "decision"}
 
+    evaluated = CliRunner().invoke(main, ["evaluate", str(run_dir)])  # same model, same numbers
+    assert evaluated.exit_code == 0, evaluated.output
+    again_metrics = json.loads((run_dir / "evaluate-test-final" / "metrics.json").read_text())
+    for key in ("ap", "auc", "threshold", "fp", "fn", "fp_at_fn0"):
+        assert again_metrics[key] == pytest.approx(metrics[key], abs=1e-6), key
+
     before = (run_dir / "model_final.keras").stat().st_mtime_ns
     again = CliRunner().invoke(main, args)
     assert again.exit_code == 1 and "already exists and is not empty" in again.output
@@ -101,6 +108,16 @@ def test_resume_equals_an_uninterrupted_run_and_runs_are_reproducible(folder_roo
         json.loads((straight / "sampler.json").read_text())
     with pytest.raises(FileExistsError, match="already finished"):
         fit(RunConfig(), resume=interrupted)
+
+
+def test_precision_policy_is_scoped_and_auto_means_float32_on_cpu():
+    assert keras.config.dtype_policy().name == "float32"
+    with precision_policy("mixed_bfloat16") as chosen:
+        assert chosen == keras.config.dtype_policy().name == "mixed_bfloat16"
+        assert SegDecNet()(np.zeros((1, 64, 64, 1), np.float32))["decision"].dtype == "float32"
+    assert keras.config.dtype_policy().name == "float32"
+    with precision_policy("auto") as chosen:
+        assert chosen == "float32"  # no GPU here; mixed_float16 where one is visible
 
 
 def test_new_folders_never_reuse_an_existing_one(tmp_path):
