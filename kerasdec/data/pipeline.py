@@ -4,16 +4,20 @@ Elements follow the shared batch contract:
 ``x`` (H, W, C) float32 in [0, 1]; ``y = {"seg": (H/8, W/8, 1), "decision": (1,)}``;
 ``sample_weight = {"seg": (H/8, W/8, 1), "decision": (1,)}`` (segmentation weight 0 for
 image-label-only positives). Only Python ints cross into tf.data; decoding and targets run in
-numpy/OpenCV inside ``tf.numpy_function``. A decoding error surfaces from iteration as a
-``tf.errors.InvalidArgumentError`` whose message contains the original ``ValueError`` text (file named);
-missing files are found eagerly, when the dataset is built, as ``FileNotFoundError``.
+numpy/OpenCV inside ``tf.numpy_function``. Missing files are found when the dataset is built
+(``FileNotFoundError``), and by default every image is decoded once then too (``preload``), so a
+corrupt image or a mask of the wrong size is a ``ValueError`` naming the file before training starts,
+not a crash in a later epoch when the sampler first draws it. Without preloading such an error
+surfaces from iteration as a ``tf.errors.InvalidArgumentError`` containing the same text.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -73,6 +77,17 @@ class ElementLoader:
         image8, *rest = entry
         return (targets.to_float(image8), *rest)
 
+    def preload(self) -> None:
+        """Decode every sample once (filling the cache up to its budget); raise on the first bad file.
+
+        Raises:
+            ValueError: a corrupt image or a mask of another size than its image (file named).
+        """
+        logger.info("Decoding %d images (input %dx%d)", len(self.samples), self.cfg.width, self.cfg.height)
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:  # OpenCV releases the GIL
+            for _ in pool.map(self, range(len(self.samples))):
+                pass
+
 
 def check_files(samples: Sequence[Sample]) -> None:
     """Raise FileNotFoundError naming the first missing image or mask file of ``samples``."""
@@ -81,6 +96,17 @@ def check_files(samples: Sequence[Sample]) -> None:
             if path is not None and not Path(path).is_file():
                 raise FileNotFoundError(f"{kind.capitalize()} file not found: {path} (sample "
                                         f"{sample.name!r}); expected an existing {kind} file")
+
+
+def check_decodable(samples: Sequence[Sample], cfg: DataConfig) -> None:
+    """Decode every sample once without keeping anything: bad files fail now, not after training.
+
+    Raises:
+        FileNotFoundError: a missing image or mask file.
+        ValueError: a corrupt image or a mask of another size than its image (file named).
+    """
+    check_files(samples)
+    ElementLoader(samples, cfg, cache_bytes=0).preload()
 
 
 def _map_elements(ds: tf.data.Dataset, loader: ElementLoader, cfg: DataConfig,
@@ -105,7 +131,7 @@ def _check_batch_size(batch_size: int) -> None:
 
 
 def make_train_dataset(samples: Sequence[Sample], cfg: DataConfig, batch_size: int, sampler,
-                       cache_bytes: int = DEFAULT_CACHE_BYTES) -> tf.data.Dataset:
+                       cache_bytes: int = DEFAULT_CACHE_BYTES, preload: bool = True) -> tf.data.Dataset:
     """One epoch of training batches per iteration, in the order ``sampler`` draws.
 
     Each new iteration (Keras creates one per epoch) reads ``sampler.current_epoch`` afresh and
@@ -117,13 +143,15 @@ def make_train_dataset(samples: Sequence[Sample], cfg: DataConfig, batch_size: i
         batch_size: samples per batch.
         sampler: a :class:`kerasdec.data.sampling.FrequencySampler` over ``samples``.
         cache_bytes: memory budget for decoded images and targets (default 2 GiB).
+        preload: decode every sample now (default), so bad files fail here, not epochs later.
 
     Returns:
         tf.data.Dataset of (x, y, sample_weight) batches with cardinality ceil(epoch_size / batch_size).
 
     Raises:
         FileNotFoundError: an image or mask file is missing.
-        ValueError: ``batch_size`` < 1 or the sampler was built for another number of samples.
+        ValueError: ``batch_size`` < 1, the sampler was built for another number of samples, or
+            (with ``preload``) a corrupt image or a mask of the wrong size.
     """
     _check_batch_size(batch_size)
     if sampler.n_samples != len(samples):
@@ -131,6 +159,8 @@ def make_train_dataset(samples: Sequence[Sample], cfg: DataConfig, batch_size: i
                          "expected a sampler built from these samples")
     check_files(samples)
     loader = ElementLoader(samples, cfg, cache_bytes)
+    if preload:
+        loader.preload()
 
     def generate():  # called anew for every iteration of the dataset
         epoch = sampler.current_epoch
@@ -144,7 +174,7 @@ def make_train_dataset(samples: Sequence[Sample], cfg: DataConfig, batch_size: i
 
 
 def make_eval_dataset(samples: Sequence[Sample], cfg: DataConfig, batch_size: int,
-                      cache_bytes: int = DEFAULT_CACHE_BYTES) -> tf.data.Dataset:
+                      cache_bytes: int = DEFAULT_CACHE_BYTES, preload: bool = True) -> tf.data.Dataset:
     """Every sample once, in list order, batched (the last batch may be partial).
 
     Args:
@@ -152,18 +182,22 @@ def make_eval_dataset(samples: Sequence[Sample], cfg: DataConfig, batch_size: in
         cfg: input size and target settings.
         batch_size: samples per batch.
         cache_bytes: memory budget for decoded images and targets (default 2 GiB).
+        preload: decode every sample now (default), so bad files fail here with a plain ValueError.
 
     Returns:
         tf.data.Dataset of (x, y, sample_weight) batches with cardinality ceil(len(samples) / batch_size).
 
     Raises:
         FileNotFoundError: an image or mask file is missing.
-        ValueError: ``samples`` is empty or ``batch_size`` < 1.
+        ValueError: ``samples`` is empty, ``batch_size`` < 1, or (with ``preload``) a corrupt image
+            or a mask of the wrong size.
     """
     _check_batch_size(batch_size)
     if not samples:
         raise ValueError("samples is empty; expected at least one sample to evaluate")
     check_files(samples)
     loader = ElementLoader(samples, cfg, cache_bytes)
+    if preload:
+        loader.preload()
     ds = tf.data.Dataset.from_tensor_slices(np.arange(len(samples), dtype=np.int64))
     return _map_elements(ds, loader, cfg, batch_size)

@@ -151,18 +151,27 @@ def test_missing_files_fail_when_the_dataset_is_built(tmp_path):
         make_eval_dataset(samples, CFG, BATCH)
 
 
-def test_corrupt_image_and_mask_of_another_size_name_the_files(tmp_path):
+def test_corrupt_image_and_mask_of_another_size_fail_before_training(tmp_path):
+    # Preloading (the default) decodes every sample when the dataset is built: a corrupt negative
+    # that the sampler would first draw in a late epoch still fails now, as a plain ValueError.
     samples = _write_dataset(tmp_path)
     samples[6].image_path.write_bytes(b"not a png at all" * 8)
-    with pytest.raises(tf.errors.InvalidArgumentError,
-                       match=re.escape(str(samples[6].image_path)) + " is not a readable image"):
-        _collect(make_eval_dataset(samples, CFG, BATCH))
+    unreadable = re.escape(str(samples[6].image_path)) + " is not a readable image"
+    with pytest.raises(ValueError, match=unreadable):
+        make_train_dataset(samples, CFG, BATCH, _sampler(samples))
+    with pytest.raises(ValueError, match=unreadable):
+        make_eval_dataset(samples, CFG, BATCH)
+    # Without preloading the same message arrives from iteration, wrapped by tf.numpy_function.
+    with pytest.raises(tf.errors.InvalidArgumentError, match=unreadable):
+        _collect(make_eval_dataset(samples, CFG, BATCH, preload=False))
     samples = _write_dataset(tmp_path)
     cv2.imwrite(str(samples[3].mask_path), np.zeros((32, 96), dtype=np.uint8))
     message = re.escape(f"Mask {samples[3].mask_path} is 96x32 (WxH) but its image "
                         f"{samples[3].image_path} is 96x64")
+    with pytest.raises(ValueError, match=message):
+        make_train_dataset(samples, CFG, BATCH, _sampler(samples))
     with pytest.raises(tf.errors.InvalidArgumentError, match=message):
-        _collect(make_train_dataset(samples, CFG, BATCH, _sampler(samples)))
+        _collect(make_train_dataset(samples, CFG, BATCH, _sampler(samples), preload=False))
 
 
 def test_bad_arguments(samples):
