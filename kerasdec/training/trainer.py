@@ -49,46 +49,69 @@ def fit(cfg: RunConfig, *, resume: Path | str | None = None,
     Example:
         >>> run_dir = fit(RunConfig())  # the synthetic default, a few minutes on a CPU
     """
-    run_dir, cfg = open_run(cfg, resume)
+    if resume is None:
+        check_run_dir_free(cfg.run_dir)
+    else:
+        run_dir, cfg = open_resumed(resume)
     with precision_policy(cfg.train.precision):
         keras.utils.set_random_seed(cfg.seed)
-        splits = {name: sources.load_split(cfg.data, name, cfg.seed)
-                  for name in ("train", sources.validation_split(cfg.data), "test")}
-        val_name = sources.validation_split(cfg.data)
-        for name in {val_name, "test"}:
-            require_both_classes(splits[name], name)
-        sampler = FrequencySampler([s.is_positive for s in splits["train"]], seed=cfg.seed,
-                                   frequency=cfg.data.frequency_sampling)
+        data = prepare_data(cfg)  # every file decoded once: bad data fails before a run folder exists
+        if resume is None:
+            run_dir, cfg = create_run(cfg)
         with make_strategy(cfg.train.distribute).scope():
             model = build_model(cfg)
         tracker: dict = {}
         initial_epoch = 0
         if resume is not None:
             state = load_state(model, run_dir / CHECKPOINT)
-            sampler.load_state_dict(state["sampler"])
+            data.sampler.load_state_dict(state["sampler"])
             tracker = {k: state[k] for k in ("best_val_ap", "best_epoch") if k in state}
             initial_epoch = state["epoch"] + 1
-        sampler.current_epoch = initial_epoch
-        train_ds = pipeline.make_train_dataset(splits["train"], cfg.data, cfg.train.batch_size, sampler)
-        val_ds = pipeline.make_eval_dataset(splits[val_name], cfg.data, cfg.train.batch_size)
-        labels = np.array([s.is_positive for s in splits[val_name]])
+        data.sampler.current_epoch = initial_epoch  # Keras may open the first iterator before callbacks
         own = [
-            kcb.SamplerEpoch(sampler),
+            kcb.SamplerEpoch(data.sampler),
             kcb.LossBalance(cfg.train.epochs, cfg.train.delta, cfg.train.dynamic_balance),
             kcb.GradientAdjustment(cfg.train.gradient_adjustment),
-            ValidateAP(val_ds, labels, cfg.train.validate_every, cfg.train.epochs,
+            ValidateAP(data.val_ds, data.val_labels, cfg.train.validate_every, cfg.train.epochs,
                        run_dir / "model_best.keras", tracker, tb_dir=run_dir / "tensorboard" / "validation"),
-            SaveState(run_dir / CHECKPOINT, sampler, tracker),
+            SaveState(run_dir / CHECKPOINT, data.sampler, tracker),
             keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=resume is not None),
             keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), profile_batch=0),
         ]
-        log.info("Training on %d images (%d positive), validating on %s (%d), run directory %s",
-                 len(splits["train"]), sum(s.is_positive for s in splits["train"]), val_name,
-                 len(splits[val_name]), run_dir)
-        model.fit(train_ds, epochs=cfg.train.epochs, initial_epoch=initial_epoch,
+        log.info("Run directory %s", run_dir)
+        model.fit(data.train_ds, epochs=cfg.train.epochs, initial_epoch=initial_epoch,
                   callbacks=[*own, *callbacks], shuffle=False,
                   verbose=1 if sys.stdout.isatty() else 2)  # the sampler already orders each epoch
-        return finish_run(model, run_dir, cfg, splits["test"], sampler)
+        return finish_run(model, run_dir, cfg, data.test, data.sampler)
+
+
+@dataclasses.dataclass
+class RunData:
+    """The data side of a run: the sampler, both datasets, the validation labels, the test samples."""
+
+    sampler: FrequencySampler
+    train_ds: tf.data.Dataset
+    val_ds: tf.data.Dataset
+    val_labels: np.ndarray
+    test: list[Sample]
+
+
+def prepare_data(cfg: RunConfig) -> RunData:
+    """List the splits, check them, and build the sampler and datasets (decoding every image once)."""
+    val_name = sources.validation_split(cfg.data)
+    splits = {name: sources.load_split(cfg.data, name, cfg.seed) for name in ("train", val_name, "test")}
+    for name in {val_name, "test"}:
+        require_both_classes(splits[name], name)
+    train, val = splits["train"], splits[val_name]
+    sampler = FrequencySampler([s.is_positive for s in train], seed=cfg.seed,
+                               frequency=cfg.data.frequency_sampling)
+    train_ds = pipeline.make_train_dataset(train, cfg.data, cfg.train.batch_size, sampler)
+    val_ds = pipeline.make_eval_dataset(val, cfg.data, cfg.train.batch_size)
+    if val_name != "test":
+        pipeline.check_decodable(splits["test"], cfg.data)
+    log.info("Training on %d images (%d positive), validating on %s (%d images)", len(train),
+             sum(s.is_positive for s in train), val_name, len(val))
+    return RunData(sampler, train_ds, val_ds, np.array([s.is_positive for s in val]), splits["test"])
 
 
 def finish_run(model: keras.Model, run_dir: Path, cfg: RunConfig, test: list[Sample],
@@ -113,25 +136,33 @@ def build_model(cfg: RunConfig) -> SegDecNet:
     return model
 
 
-def open_run(cfg: RunConfig, resume: Path | str | None) -> tuple[Path, RunConfig]:
-    """The run directory and its config: a new folder with config.json, or the resumed run's own."""
-    if resume is not None:
-        run_dir = Path(resume)
-        stored = read_run_config(run_dir)
-        if stored is None:
-            raise FileNotFoundError(f"--resume {run_dir}: no config.json there; expected a run directory "
-                                    "written by `kerasdec fit`")
-        if (run_dir / "model_final.keras").exists():
-            raise FileExistsError(f"--resume {run_dir}: this run already finished (model_final.keras "
-                                  "exists); start a new run instead")
-        return run_dir, stored
+def open_resumed(resume: Path | str) -> tuple[Path, RunConfig]:
+    """An interrupted run directory and its own config (refused when missing or already finished)."""
+    run_dir = Path(resume)
+    stored = read_run_config(run_dir)
+    if stored is None:
+        raise FileNotFoundError(f"--resume {run_dir}: no config.json there; expected a run directory "
+                                "written by `kerasdec fit`")
+    if (run_dir / "model_final.keras").exists():
+        raise FileExistsError(f"--resume {run_dir}: this run already finished (model_final.keras "
+                              "exists); start a new run instead")
+    return run_dir, stored
+
+
+def check_run_dir_free(run_dir: str | None) -> None:
+    """Refuse an explicit run directory that exists and holds anything: runs are never overwritten."""
+    if run_dir is not None and Path(run_dir).exists() and any(Path(run_dir).iterdir()):
+        raise FileExistsError(f"--run-dir {run_dir} already exists and is not empty; choose another "
+                              f"folder, or continue that run with --resume {run_dir}")
+
+
+def create_run(cfg: RunConfig) -> tuple[Path, RunConfig]:
+    """Create the run directory (cfg.run_dir, or a new runs/<dataset>-<time>) and its config.json."""
     if cfg.run_dir is None:
         run_dir = new_run_folder(Path("runs"), cfg.data.dataset)
     else:
+        check_run_dir_free(cfg.run_dir)
         run_dir = Path(cfg.run_dir)
-        if run_dir.exists() and any(run_dir.iterdir()):
-            raise FileExistsError(f"--run-dir {run_dir} already exists and is not empty; choose another "
-                                  f"folder, or continue that run with --resume {run_dir}")
         run_dir.mkdir(parents=True, exist_ok=True)
     cfg = dataclasses.replace(cfg, run_dir=str(run_dir))
     write_run_config(run_dir, cfg)

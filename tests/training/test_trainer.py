@@ -74,6 +74,14 @@ def test_cli_fit_writes_a_complete_run_directory_and_never_overwrites(folder_dat
     assert (run_dir / "model_final.keras").stat().st_mtime_ns == before
 
 
+@pytest.mark.parametrize("bad", ["train/ok/good004", "test/defect/bad001"])
+def test_a_corrupt_image_stops_the_run_before_anything_is_written(folder_data, tmp_path, bad):
+    folder_data.paths[bad].write_bytes(b"not an image" * 10)
+    with pytest.raises(ValueError, match=f"{folder_data.paths[bad]} is not a readable image"):
+        fit(_config(folder_data.root, tmp_path / "run"))
+    assert not (tmp_path / "run").exists()  # the same --run-dir can be used once the file is fixed
+
+
 class _Interrupt(keras.callbacks.Callback):
     """Stops training the hard way (as a killed process would) after epoch ``at`` was saved."""
 
