@@ -25,6 +25,16 @@ def _history(run_dir: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+def _tensorboard_tags(folder: Path) -> set[str]:
+    import tensorflow as tf
+
+    tags = set()
+    for events in folder.rglob("events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(events)):
+            tags.update(value.tag for value in event.summary.value)
+    return tags
+
+
 def _config(root: Path, run_dir: Path, epochs: int = 3) -> RunConfig:
     return RunConfig(data=DataConfig(dataset="folder", root=str(root), width=64, height=64),
                      train=TrainConfig(epochs=epochs, lr=0.01, batch_size=2, validate_every=1),
@@ -42,7 +52,10 @@ def test_cli_fit_writes_a_complete_run_directory_and_never_overwrites(folder_dat
     for name in ("config.json", "model_final.keras", "model_best.keras", "history.csv", "curves.png",
                  "sampler.json", "metrics.json", "results.csv", "checkpoint/state.json"):
         assert (run_dir / name).is_file(), name
-    assert list((run_dir / "tensorboard").rglob("events.out.tfevents.*"))
+    tags = _tensorboard_tags(run_dir / "tensorboard")
+    # Keras writes val_ap to the validation writer as "epoch_ap"
+    assert {"epoch_loss", "epoch_seg_loss", "epoch_cls_loss", "epoch_lambda", "epoch_ap"} <= tags
+    assert {"validation/pr_curve", "validation/overlays"} <= tags  # pictures, not only scalars
     cfg = RunConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
     assert (cfg.data.dataset, cfg.data.width, cfg.train.epochs) == ("folder", 64, 2)
     assert cfg.run_dir == str(run_dir)
