@@ -88,7 +88,7 @@ def benchmark(width: int = 128, height: int = 128, channels: int = 1, batch_size
     gpu = reset_gpu_peak()
     with precision_policy(cfg.train.precision) as resolved:
         log.info("Benchmarking %dx%dx%d, batch %d, %s, jit=%s", width, height, channels, batch_size,
-                 resolved, jit)
+                 resolved, "auto" if jit is None else jit)
         start = time.perf_counter()
         model = build_model(cfg)
         result = {"build_s": time.perf_counter() - start}

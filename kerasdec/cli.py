@@ -214,3 +214,60 @@ def export(source: str, base_dir: str, version: int | None, tflite_modes: tuple[
         raise click.ClickException(str(err)) from err
     for path in written.values():
         click.echo(str(path))
+
+
+# -------------------------------------------------------------------------------------------- bench
+@main.command()
+@click.option("--dataset", type=click.Choice(["synthetic", "ksdd", "ksdd2", "dagm", "severstal", "folder"]),
+              default="synthetic", show_default=True,
+              help="Take the input width, height and channels of this dataset (nothing is read).")
+@click.option("--width", type=click.IntRange(min=8), help="Input width (multiple of 8, >= 64).")
+@click.option("--height", type=click.IntRange(min=8), help="Input height (multiple of 8, >= 64).")
+@click.option("--channels", type=click.Choice(["1", "3"]), callback=lambda c, p, v: v and int(v),
+              help="1 = grayscale, 3 = colour.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option("--precision", "precisions", multiple=True,
+              type=click.Choice(["auto", "float32", "mixed_float16", "mixed_bfloat16"]),
+              help="Repeatable, one table row each (default auto: mixed_float16 on a GPU, else float32).")
+@click.option("--jit/--no-jit", default=None, help="XLA compilation (default: on when a GPU is visible).")
+@click.option("--steps", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Timed training steps (and timed inference batches).")
+@click.option("--warmup", type=click.IntRange(min=0), default=2, show_default=True,
+              help="Untimed steps after the first (tracing) call.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False),
+              help="Also write the results to this new JSON file (never overwritten).")
+def bench(dataset: str, width: int | None, height: int | None, channels: int | None, batch_size: int,
+          precisions: tuple[str, ...], jit: bool | None, steps: int, warmup: int,
+          json_path: str | None) -> None:
+    """Time training and inference of SegDecNet on random tensors; prints one row per --precision.
+
+    The model is built and compiled as `kerasdec fit` builds it; see kerasdec/bench.py for what is
+    timed. Peak RSS is the whole process's peak (so later rows include earlier ones).
+    """
+    import json
+    from pathlib import Path
+
+    from kerasdec.config import DataConfig
+    from kerasdec.presets import INPUTS
+
+    if json_path is not None and Path(json_path).exists():
+        raise click.ClickException(f"--json {json_path} already exists; choose a new file "
+                                   "(results are never overwritten)")
+    given = {"width": width, "height": height, "channels": channels}
+    size = {**INPUTS[dataset], **{k: v for k, v in given.items() if v is not None}}
+    try:
+        DataConfig(**size)  # flag errors before the slow tensorflow import
+    except ValueError as err:
+        raise click.UsageError(str(err)) from err
+    from kerasdec.bench import benchmark, format_table
+
+    results = [benchmark(**size, batch_size=batch_size, precision=precision, jit=jit, steps=steps,
+                         warmup=warmup) for precision in dict.fromkeys(precisions or ("auto",))]
+    click.echo(format_table(results))
+    if json_path is not None:
+        try:
+            with open(json_path, "x", encoding="utf-8") as f:
+                json.dump({"results": results}, f, indent=2)
+        except OSError as err:
+            raise click.ClickException(f"--json {json_path}: {err}") from err
+        click.echo(f"Wrote {json_path}")
