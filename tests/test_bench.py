@@ -1,0 +1,97 @@
+"""kerasdec bench: the result dict, precision handling and the CLI table / JSON (tiny 64×64 runs)."""
+
+import json
+import math
+
+import keras
+import pytest
+import tensorflow as tf
+from click.testing import CliRunner
+
+from kerasdec.bench import TIMING_KEYS, benchmark, format_table
+from kerasdec.cli import main
+
+TINY = {"width": 64, "height": 64, "steps": 2, "warmup": 1}
+
+
+@pytest.fixture(scope="module")
+def float32_result():
+    return benchmark(batch_size=2, precision="float32", **TINY)
+
+
+def test_result_has_positive_finite_timings_consistent_with_the_batch(float32_result):
+    r = float32_result
+    for key in TIMING_KEYS:
+        assert isinstance(r[key], float) and math.isfinite(r[key]) and r[key] > 0, key
+    assert r["train_images_per_s"] == pytest.approx(2 * 1000 / r["train_ms_per_step"])
+    assert r["predict_images_per_s"] == pytest.approx(2 * 1000 / r["predict_ms_per_batch"])
+    assert r["first_train_step_s"] > r["train_ms_per_step"] / 1000  # the first call also traces
+    assert math.isfinite(r["train_loss"]) and r["train_loss"] > 0
+    assert r["host_peak_rss_growth_mb"] >= 0 and r["host_peak_rss_mb"] >= r["host_peak_rss_growth_mb"]
+    settings = ("width", "height", "channels", "batch_size", "steps", "warmup")
+    assert [r[k] for k in settings] == [64, 64, 1, 2, 2, 1]
+    assert r["params"] > 15_000_000  # the 15×15×1024 block alone has 14.7 M weights
+    assert (r["tensorflow"], r["keras"]) == (tf.__version__, keras.__version__)
+    json.dumps(r)  # serialisable as it stands
+
+
+def test_device_and_memory_fields_follow_the_hardware(float32_result):
+    gpu = bool(tf.config.list_physical_devices("GPU"))
+    assert float32_result["device"].startswith("GPU: " if gpu else "CPU: ")
+    assert (float32_result["gpu_peak_mb"] is None) is not gpu
+    assert float32_result["jit"] is gpu  # "auto": XLA only with a GPU
+
+
+def test_mixed_bfloat16_computes_in_bfloat16_with_float32_outputs_and_restores_the_policy():
+    before = keras.config.dtype_policy().name
+    r = benchmark(batch_size=1, precision="mixed_bfloat16", jit=False, **TINY)
+    assert keras.config.dtype_policy().name == before == "float32"
+    assert r["precision"] == "mixed_bfloat16"
+    assert (r["compute_dtype"], r["variable_dtype"]) == ("bfloat16", "float32")
+    assert r["output_dtypes"] == {"decision": "float32", "seg": "float32"}
+    assert r["train_images_per_s"] == pytest.approx(1000 / r["train_ms_per_step"])
+    assert r["jit"] is False and math.isfinite(r["train_loss"])
+
+
+def test_bad_arguments_are_refused_before_any_work():
+    with pytest.raises(ValueError, match=r"steps=0, warmup=1; expected steps >= 1 and warmup >= 0"):
+        benchmark(steps=0, warmup=1)
+    with pytest.raises(ValueError, match=r"width=100; expected a multiple of 8, at least 64"):
+        benchmark(width=100)
+    with pytest.raises(ValueError, match=r"precision='half'"):
+        benchmark(precision="half")
+
+
+def test_table_has_a_row_per_result_and_dashes_without_gpu(float32_result):
+    other = {**float32_result, "precision": "mixed_float16", "gpu_peak_mb": None}
+    lines = format_table([float32_result, other]).splitlines()
+    assert len(lines) == 4 and "input 64x64x1, batch 2" in lines[0]
+    assert lines[1].split()[:3] == ["precision", "jit", "compute"]
+    assert lines[2].split()[0] == "float32" and lines[3].split()[0] == "mixed_float16"
+    assert lines[3].split()[-1] == "-"
+
+
+def test_cli_prints_a_row_per_precision_writes_json_and_never_overwrites(tmp_path):
+    out = tmp_path / "bench.json"
+    args = ["bench", "--dataset", "ksdd2", "--width", "64", "--height", "64", "--batch-size", "1",
+            "--steps", "2", "--warmup", "1", "--precision", "float32", "--precision", "mixed_bfloat16",
+            "--no-jit", "--json", str(out)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    rows = [line.split() for line in result.output.splitlines()]
+    assert [row[:3] for row in rows if row and row[0] in ("float32", "mixed_bfloat16")] == [
+        ["float32", "False", "float32"], ["mixed_bfloat16", "False", "bfloat16"]]
+    written = json.loads(out.read_text())["results"]
+    assert [r["precision"] for r in written] == ["float32", "mixed_bfloat16"]
+    assert {(r["width"], r["height"], r["channels"]) for r in written} == {(64, 64, 3)}  # ksdd2 is colour
+    before = out.read_text()
+    again = CliRunner().invoke(main, args)
+    assert again.exit_code == 1 and f"--json {out} already exists" in again.output
+    assert out.read_text() == before
+
+
+def test_cli_flag_errors_name_the_flag():
+    result = CliRunner().invoke(main, ["bench", "--dataset", "ksdd2", "--height", "60"])
+    assert result.exit_code == 2 and "height=60; expected a multiple of 8, at least 64" in result.output
+    result = CliRunner().invoke(main, ["bench", "--steps", "0"])
+    assert result.exit_code == 2 and "--steps" in result.output
