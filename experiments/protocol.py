@@ -1,0 +1,261 @@
+"""What every experiment script shares: arguments, the output folder, running fits, writing the table.
+
+A protocol is a list of ``Row``s. A row names its leading columns (``{"N": 33}``), the training runs it
+needs (run folder name -> RunConfig) and the published figures to print beside ours (METHOD.md §8).
+The runs of a row are joined with ``kerasdec.evaluation.metrics.join_folds`` (AP and AUC averaged, FP
+and FN summed): the three KSDD folds, or the DAGM classes of an ablation row; a row of one run keeps
+that run's numbers. A run shared by several rows is trained once.
+
+Output, under ``--out`` (which must be new or empty: results are never overwritten)::
+
+    OUT/<run name>/     one kerasdec run directory per fit (config.json, metrics.json, models, ...)
+    OUT/table.md        the table, our numbers beside the published ones
+    OUT/table.csv       the same columns, unrounded
+    OUT/summary.json    per row: the runs and every joined metric
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kerasdec.config import RunConfig
+from kerasdec.presets import preset
+
+log = logging.getLogger("experiments")
+
+OVERRIDES = ("epochs", "width", "height", "batch_size")  # quick-run flags that replace preset fields
+# Table column -> (joined metric key, kind): "pct" = percent with 2 decimals in table.md, "int" = count.
+METRICS: dict[str, tuple[str, str]] = {
+    "AP": ("ap", "pct"), "AUC": ("auc", "pct"), "TPR": ("tpr", "pct"), "TNR": ("tnr", "pct"),
+    "FP": ("fp", "int"), "FN": ("fn", "int"),
+}
+MISSING = "–"  # printed where the paper gives no figure
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of a table: its leading columns, the runs joined into it, the published figures."""
+
+    label: dict[str, Any]  # leading columns, e.g. {"N": 33}
+    runs: dict[str, RunConfig]  # run folder name under OUT -> settings (run_dir is set when run)
+    published: dict[str, Any] = field(default_factory=dict)  # METRICS column -> published value
+
+
+def make_parser(description: str) -> argparse.ArgumentParser:
+    """Parser with the flags every script takes: --data-root, --out, --seed, quick-run overrides, -v."""
+    parser = argparse.ArgumentParser(description=description,
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--data-root", help="Dataset folder (not needed for the synthetic dataset).")
+    parser.add_argument("--out", type=Path, required=True,
+                        help="New or empty folder for the runs and the table; never overwritten.")
+    parser.add_argument("--seed", type=int, default=0, help="Seed of every run (splits, sampling, weights).")
+    quick = parser.add_argument_group("quick-run overrides of the published settings (for smoke tests)")
+    quick.add_argument("--epochs", type=int, help="Epochs of every run.")
+    quick.add_argument("--width", type=int, help="Input width (multiple of 8, >= 64).")
+    quick.add_argument("--height", type=int, help="Input height (multiple of 8, >= 64).")
+    quick.add_argument("--batch-size", type=int, help="Batch size of every run.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="Log debug messages.")
+    return parser
+
+
+def add_folds(parser: argparse.ArgumentParser) -> None:
+    """--folds: the KSDD cross-validation folds to run and join (default all three)."""
+    parser.add_argument("--folds", type=int, nargs="+", default=[0, 1, 2], choices=[0, 1, 2],
+                        help="KSDD folds whose runs are joined into each row.")
+
+
+def add_categories(parser: argparse.ArgumentParser) -> None:
+    """--categories: the DAGM classes to run (default all ten)."""
+    parser.add_argument("--categories", type=int, nargs="+", default=list(range(1, 11)),
+                        choices=range(1, 11), metavar="{1..10}", help="DAGM classes.")
+
+
+def build(dataset: str, args: argparse.Namespace, positives: int | None = None, **data: Any) -> RunConfig:
+    """The published preset of ``dataset`` with the script's --data-root, --seed and overrides applied.
+
+    Args:
+        dataset: a kerasdec dataset name.
+        args: parsed arguments of ``make_parser``.
+        positives: positive training images to keep (None = all; sets the epochs where the paper does).
+        **data: further DataConfig fields (fold, category, ...).
+
+    Raises:
+        ValueError: an invalid value (from the config), naming the field.
+    """
+    cfg = preset(dataset, positives=positives, root=args.data_root, **data)
+    given = {name: getattr(args, name) for name in OVERRIDES if getattr(args, name) is not None}
+    data_fields = {k: v for k, v in given.items() if k in ("width", "height")}
+    train_fields = {k: v for k, v in given.items() if k in ("epochs", "batch_size")}
+    return dataclasses.replace(cfg, seed=args.seed, data=dataclasses.replace(cfg.data, **data_fields),
+                               train=dataclasses.replace(cfg.train, **train_fields))
+
+
+def runs_for(dataset: str, args: argparse.Namespace, prefix: str, positives: int | None = None
+             ) -> dict[str, RunConfig]:
+    """The runs one result needs: one per KSDD fold (--folds), per DAGM class (--categories), else one.
+
+    Example:
+        runs_for("ksdd", args, "ksdd-N10", positives=10)  # {"ksdd-N10-fold0": ..., "-fold1", "-fold2"}
+    """
+    if dataset == "ksdd":
+        return {f"{prefix}-fold{k}": build(dataset, args, positives, fold=k) for k in args.folds}
+    if dataset == "dagm":
+        return {f"{prefix}-class{c}": build(dataset, args, positives, category=c) for c in args.categories}
+    return {prefix: build(dataset, args, positives)}
+
+
+def overrides_text(args: argparse.Namespace) -> str:
+    """The quick-run overrides given, as flags, or a note that the published settings were used."""
+    given = [f"--{name.replace('_', '-')} {getattr(args, name)}" for name in OVERRIDES
+             if getattr(args, name) is not None]
+    return " ".join(given) if given else "none (published settings)"
+
+
+def check_out_free(out: Path) -> None:
+    """Refuse an output folder that exists and holds anything (or is a file): never overwrite results.
+
+    Raises:
+        FileExistsError: naming the folder and what to do instead.
+    """
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise FileExistsError(f"--out {out} already exists and is not empty; experiments never overwrite "
+                              "results: choose a new folder")
+
+
+def check_data(rows: Sequence[Row]) -> None:
+    """List every run's training and test split before training anything, so that a missing file or
+    too few positives fails in seconds rather than after hours of earlier runs.
+
+    Raises:
+        FileNotFoundError, ValueError: from the dataset sources, naming the file or the count.
+    """
+    from kerasdec.data import sources
+    from kerasdec.training.trainer import require_both_classes
+
+    for name, cfg in unique_runs(rows).items():
+        for split in ("train", "test"):
+            samples = sources.load_split(cfg.data, split, cfg.seed)
+            if split == "test":
+                require_both_classes(samples, f"{name} test")
+            elif not any(s.is_positive for s in samples):
+                raise ValueError(f"run {name}: the training split has no defective image; expected "
+                                 "at least one")
+
+
+def unique_runs(rows: Sequence[Row]) -> dict[str, RunConfig]:
+    """Every run of the rows once, in order; one name must always mean the same settings.
+
+    Raises:
+        ValueError: two rows give one run name different settings.
+    """
+    runs: dict[str, RunConfig] = {}
+    for row in rows:
+        for name, cfg in row.runs.items():
+            if runs.setdefault(name, cfg) != cfg:
+                raise ValueError(f"run name {name!r} is used for two different configs")
+    return runs
+
+
+def run_rows(rows: Sequence[Row], out: Path) -> list[dict[str, Any]]:
+    """Train and evaluate every run into OUT/<name>, then join each row's runs with join_folds.
+
+    Returns:
+        One joined metrics dict per row (keys of ``join_folds``).
+    """
+    from kerasdec.evaluation.metrics import join_folds
+    from kerasdec.training.trainer import fit
+
+    runs = unique_runs(rows)
+    metrics: dict[str, dict[str, Any]] = {}
+    for i, (name, cfg) in enumerate(runs.items(), start=1):
+        log.info("Run %d/%d: %s (%d epochs)", i, len(runs), name, cfg.train.epochs)
+        run_dir = fit(dataclasses.replace(cfg, run_dir=str(out / name)))
+        metrics[name] = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+    return [join_folds([metrics[name] for name in row.runs]) for row in rows]
+
+
+def write_table(out: Path, title: str, columns: Sequence[str], published: Sequence[str],
+                rows: Sequence[Row], joined: Sequence[dict[str, Any]], notes: Sequence[str]) -> Path:
+    """Write OUT/table.md, OUT/table.csv and OUT/summary.json; return the path of table.md.
+
+    Args:
+        out: the output folder.
+        title: heading of table.md.
+        columns: METRICS columns of ours, in order.
+        published: METRICS columns of the paper, printed after ours as "published <col>" ("–" in rows
+            the paper has no figure for).
+        rows: the protocol's rows; joined: their joined metrics (``run_rows``).
+        notes: lines printed under the table.
+    """
+    header = [*rows[0].label, *columns, *(f"published {c}" for c in published)]
+    csv_rows, md_rows = [], []
+    kinds = [METRICS[c][1] for c in (*columns, *published)]
+    for row, m in zip(rows, joined):
+        values = [*(_ours(m, c) for c in columns), *(row.published.get(c, MISSING) for c in published)]
+        csv_rows.append([*row.label.values(), *values])
+        md_rows.append([*map(str, row.label.values()), *map(_fmt, values, kinds)])
+    with open(out / "table.csv", "w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows([header, *csv_rows])
+    lines = [f"# {title}", "", "| " + " | ".join(header) + " |", "|" + "---:|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in md_rows]
+    (out / "table.md").write_text("\n".join([*lines, "", "\n\n".join(notes)]) + "\n", encoding="utf-8")
+    summary = [{"label": row.label, "runs": [str(out / n) for n in row.runs], "metrics": m,
+                "published": row.published} for row, m in zip(rows, joined)]
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    return out / "table.md"
+
+
+def _ours(metrics: dict[str, Any], column: str) -> float | int:
+    key, kind = METRICS[column]
+    return 100 * metrics[key] if kind == "pct" else metrics[key]
+
+
+def _fmt(value: Any, kind: str) -> str:
+    if isinstance(value, str):
+        return value
+    return f"{value:.2f}" if kind == "pct" else str(int(value))
+
+
+def run_protocol(parser: argparse.ArgumentParser, plan: Callable[[argparse.Namespace], list[Row]],
+                 title: str, columns: Sequence[str], published: Sequence[str], notes: Sequence[str] = (),
+                 argv: Sequence[str] | None = None) -> Path:
+    """Parse the arguments, run the plan's rows into --out and write the table; print its path.
+
+    Args:
+        parser: from ``make_parser`` (plus the script's own flags).
+        plan: builds the rows from the parsed arguments (no training).
+        title: heading of table.md.
+        columns: METRICS columns of ours.
+        published: METRICS columns of the paper, beside ours.
+        notes: lines printed under the table (how the rows were joined, where the figures come from).
+        argv: arguments (default sys.argv[1:]).
+
+    Returns:
+        The path of table.md. Errors (an existing --out, bad values, missing data) exit with status 1
+        and a message naming the argument or file.
+    """
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    try:
+        check_out_free(args.out)
+        rows = plan(args)
+        check_data(rows)
+        args.out.mkdir(parents=True, exist_ok=True)
+        joined = run_rows(rows, args.out)
+        notes = [*notes, f"AP, AUC, TPR and TNR in %. Quick-run overrides: {overrides_text(args)}; seed "
+                 f"{args.seed}. Runs and every metric: {args.out / 'summary.json'}."]
+        path = write_table(args.out, title, columns, published, rows, joined, notes)
+    except (FileExistsError, FileNotFoundError, ValueError) as err:
+        parser.exit(1, f"{parser.prog}: error: {err}\n")
+    print(path, file=sys.stdout)  # the one print: the table's path, for scripts that chain on it
+    return path
