@@ -13,11 +13,26 @@ from typing import Any
 DATASETS = ("synthetic", "ksdd", "ksdd2", "dagm", "severstal", "folder")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 DISTRIBUTES = ("none", "mirrored")
+DOWNSCALE = 8  # the segmentation stage's output is at 1/8 of the input: H and W multiples of 8
+MIN_SIZE = 64  # the decision stage pools that 1/8 map three more times: below 64 nothing is left
 
 
 def _check(condition: bool, message: str) -> None:
     if not condition:
         raise ValueError(message)
+
+
+def check_input_size(width: int, height: int, where: str = "") -> None:
+    """Raise ValueError unless both sides are multiples of DOWNSCALE and at least MIN_SIZE.
+
+    Args:
+        width: input width W.
+        height: input height H.
+        where: appended to the names in the message, e.g. " (metadata.json of D)".
+    """
+    for name, value in (("width", width), ("height", height)):
+        _check(value >= MIN_SIZE and value % DOWNSCALE == 0,
+               f"{name}={value}{where}; expected a multiple of {DOWNSCALE}, at least {MIN_SIZE}")
 
 
 @dataclass(frozen=True)
@@ -44,10 +59,7 @@ class DataConfig:
         _check(self.dataset in DATASETS, f"dataset={self.dataset!r}; expected one of {DATASETS}")
         _check(self.dataset == "synthetic" or self.root is not None,
                f"dataset={self.dataset!r} needs a data root (--data-root PATH)")
-        for name in ("width", "height"):
-            value = getattr(self, name)
-            # The decision stage pools the 1/8 map three more times: below 64 nothing is left.
-            _check(value >= 64 and value % 8 == 0, f"{name}={value}; expected a multiple of 8, at least 64")
+        check_input_size(self.width, self.height)
         _check(self.channels in (1, 3), f"channels={self.channels}; expected 1 or 3")
         for name in ("positives", "segmented"):
             value = getattr(self, name)

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
+from kerasdec.config import check_input_size
 from kerasdec.rundir import read_run_config, stored_threshold
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_THRESHOLD = 0.5  # used when neither --threshold nor a stored threshold is available
-SIZE_MULTIPLE = 8
 
 
 @dataclass(frozen=True)
@@ -65,12 +65,6 @@ def _saved_model_runner(version_dir: Path) -> Callable[[np.ndarray], tuple[np.nd
     return run
 
 
-def _check_size(width: int, height: int, where: str) -> None:
-    for name, value in (("width", width), ("height", height)):
-        if value <= 0 or value % SIZE_MULTIPLE:
-            raise ValueError(f"{name}={value} ({where}); expected a positive multiple of {SIZE_MULTIPLE}")
-
-
 def _version_dir(folder: Path) -> Path | None:
     """The folder itself if it holds saved_model.pb, else its highest integer version that does."""
     if (folder / "saved_model.pb").is_file():
@@ -93,7 +87,7 @@ def _from_saved_model(version_dir: Path, threshold: float | None, width: int | N
         raise ValueError(f"{version_dir / 'metadata.json'} lacks {missing}; expected the metadata "
                          "written by kerasdec export")
     width, height = width or int(meta["width"]), height or int(meta["height"])
-    _check_size(width, height, f"input size of {version_dir}")
+    check_input_size(width, height, f" (input size of {version_dir})")
     chosen = threshold if threshold is not None else float(meta.get("threshold", DEFAULT_THRESHOLD))
     return Predictor(_saved_model_runner(version_dir), width, height, int(meta["channels"]), chosen,
                      f"SavedModel {version_dir}")
@@ -110,7 +104,7 @@ def _from_keras(model_file: Path, threshold: float, width: int | None, height: i
     if width is None or height is None:
         raise ValueError(f"no config.json beside {model_file} to give the input size; pass --width and "
                          "--height (the size the model was trained at)")
-    _check_size(width, height, "input size")
+    check_input_size(width, height, " (input size)")
     model = keras.saving.load_model(model_file)
     channels = getattr(model, "input_channels", None) or (cfg.data.channels if cfg else None)
     if channels is None:

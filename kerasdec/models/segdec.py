@@ -13,6 +13,7 @@ from typing import Any
 
 import keras
 
+from kerasdec.config import DOWNSCALE, MIN_SIZE  # H, W multiples of 8 (three MaxPool2), >= 64 (six)
 from kerasdec.models.layers import ConvBlock, GradientMultiplier, require_tensorflow_backend
 
 require_tensorflow_backend()
@@ -28,8 +29,6 @@ SEGMENTATION_STAGES = ((32, 5), "pool", (64, 5), (64, 5), (64, 5), "pool",
                        (64, 5), (64, 5), (64, 5), (64, 5), "pool", (1024, 15))
 # Decision stage on the 1025-channel concat: each block is preceded by a MaxPool2.
 DECISION_BLOCKS = ((8, 5), (16, 5), (32, 5))
-DOWNSCALE = 8  # H and W of the input must be divisible by this (three MaxPool2 before the seg head)
-MIN_SIZE = 64  # six MaxPool2 in all: the last decision block needs a map of at least 1×1
 
 
 def check_input_shape(shape: tuple, channels: int) -> None:

@@ -83,6 +83,9 @@ def test_predict_from_keras_file(tiny_run, inputs, tmp_path):
     shutil.copy(tiny_run.run_dir / "model_final.keras", lone)
     with pytest.raises(ValueError, match="no config.json beside .*model.keras.*pass --width and --height"):
         predict(lone, [inputs], tmp_path / "refused")
+    with pytest.raises(ValueError, match=r"width=32 \(input size\); expected a multiple of 8, at least 64"):
+        predict(lone, [inputs], tmp_path / "too-small", width=32, height=64)
+    assert not (tmp_path / "too-small").exists()
     out = predict(lone, [inputs], tmp_path / "out", width=64, height=64)
     rows = _check_outputs(out)
     score = float(rows["a/x.png"]["score"])
