@@ -13,6 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from kerasdec.evaluation.evaluate import sigmoid
+from kerasdec.evaluation.figures import overlay as figure_overlay
 from kerasdec.evaluation.metrics import average_precision, pr_points
 
 log = logging.getLogger(__name__)
@@ -64,12 +65,10 @@ class ValidateAP(keras.callbacks.Callback):
 
 
 def overlays(images: np.ndarray, seg_logits: np.ndarray) -> np.ndarray:
-    """Images (k, H, W, C) in [0, 1] with the segmentation heatmap in red: (k, H, W, 3) float32."""
-    rgb = np.repeat(images, 3, axis=-1) if images.shape[-1] == 1 else images
-    heat = tf.image.resize(sigmoid(seg_logits), images.shape[1:3]).numpy()[..., 0]
-    out = rgb.astype(np.float32).copy()
-    out[..., 0] = np.clip(0.5 * out[..., 0] + heat, 0.0, 1.0)
-    return out
+    """Images (k, H, W, C) in [0, 1] with the heatmap drawn as in the HTML report: (k, H, W, 3) RGB."""
+    pictures = [figure_overlay(np.round(image * 255.0).astype(np.uint8), sigmoid(seg[..., 0]))
+                for image, seg in zip(images, seg_logits)]  # BGR uint8, as for cv2.imwrite
+    return np.stack(pictures)[..., ::-1].astype(np.float32) / 255.0
 
 
 def _pr_curve_png(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:

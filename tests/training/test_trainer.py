@@ -16,6 +16,7 @@ from kerasdec.config import DataConfig, RunConfig, TrainConfig
 from kerasdec.models.segdec import SegDecNet
 from kerasdec.rundir import new_folder, new_run_folder
 from kerasdec.training.trainer import fit, precision_policy
+from kerasdec.training.validation import overlays
 
 LOSS_COLUMNS = ("loss", "seg_loss", "cls_loss", "lambda")
 
@@ -150,3 +151,14 @@ def test_new_folders_never_reuse_an_existing_one(tmp_path):
         "synthetic-20261125-101500", "synthetic-20261125-101500-2", "synthetic-20261125-101500-3"]
     assert (first / "keep.txt").read_text() == "earlier run" and not any(second.iterdir())
     assert new_run_folder(tmp_path / "runs", "ksdd").name.startswith("ksdd-20")
+
+
+def test_tensorboard_overlays_show_the_heatmap_where_the_defect_is():
+    images = np.full((2, 64, 96, 1), 0.5, np.float32)
+    seg = np.full((2, 8, 12, 1), -8.0, np.float32)
+    seg[:, :, 6:] = 8.0  # right half: probability ~1
+    pictures = overlays(images, seg)
+    assert pictures.shape == (2, 64, 96, 3) and pictures.dtype == np.float32
+    assert 0.0 <= pictures.min() and pictures.max() <= 1.0
+    left, right = pictures[:, :, :40].mean(axis=(0, 1, 2)), pictures[:, :, 56:].mean(axis=(0, 1, 2))
+    assert right[0] > right[2] and left[2] > left[0]  # RGB: red where the defect is, blue elsewhere
