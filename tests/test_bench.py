@@ -2,6 +2,9 @@
 
 import json
 import math
+import os
+import subprocess
+import sys
 
 import keras
 import pytest
@@ -42,10 +45,25 @@ def test_device_and_memory_fields_follow_the_hardware(float32_result):
     assert float32_result["jit"] is gpu  # "auto": XLA only with a GPU
 
 
+_BF16_SCRIPT = """
+import json, keras
+from kerasdec.bench import benchmark
+before = keras.config.dtype_policy().name
+r = benchmark(batch_size=1, precision="mixed_bfloat16", jit=False, **%r)
+print(json.dumps({"before": before, "after": keras.config.dtype_policy().name, "result": r}))
+"""
+
+
 def test_mixed_bfloat16_computes_in_bfloat16_with_float32_outputs_and_restores_the_policy():
-    before = keras.config.dtype_policy().name
-    r = benchmark(batch_size=1, precision="mixed_bfloat16", jit=False, **TINY)
-    assert keras.config.dtype_policy().name == before == "float32"
+    # In a fresh process, as `kerasdec bench` runs. On this CPU, after a hundred-odd models have
+    # been built in one process, a bf16 training step sometimes turns the segmentation weights
+    # into NaN (seen 7 times in runs 125-146 of one process, never in a fresh one; TF 2.21,
+    # oneDNN bf16). That is recorded in the README; this test checks the benchmark itself.
+    done = subprocess.run([sys.executable, "-c", _BF16_SCRIPT % (TINY,)], capture_output=True,
+                          text=True, check=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    r = out["result"]
+    assert out["after"] == out["before"] == "float32"
     assert r["precision"] == "mixed_bfloat16"
     assert (r["compute_dtype"], r["variable_dtype"]) == ("bfloat16", "float32")
     assert r["output_dtypes"] == {"decision": "float32", "seg": "float32"}
