@@ -29,6 +29,7 @@ from typing import Any
 
 from kerasdec.config import RunConfig
 from kerasdec.presets import preset
+from kerasdec.rundir import METRICS_FILE
 
 log = logging.getLogger("experiments")
 
@@ -179,7 +180,7 @@ def run_rows(rows: Sequence[Row], out: Path) -> list[dict[str, Any]]:
     for i, (name, cfg) in enumerate(runs.items(), start=1):
         log.info("Run %d/%d: %s (%d epochs)", i, len(runs), name, cfg.train.epochs)
         run_dir = fit(dataclasses.replace(cfg, run_dir=str(out / name)))
-        metrics[name] = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+        metrics[name] = json.loads((run_dir / METRICS_FILE).read_text(encoding="utf-8"))
     return [join_folds([metrics[name] for name in row.runs]) for row in rows]
 
 

@@ -1,32 +1,189 @@
-"""The run directory's files that several commands read: its config and its evaluated threshold.
+"""The run directory as a contract: its file names (defined here once) and crash-safe writes.
 
-No tensorflow here: the CLI and the exporters use these before any model is loaded.
+Every file kerasdec writes goes through :func:`atomic_path` (or the helpers built on it): it is
+written under a hidden temporary name in the same folder, flushed to disk, and renamed onto its final
+name, so a kill or power loss at any moment leaves either the old file or the new one, never a
+truncated one. No tensorflow here: the CLI and the exporters use this before any model is loaded.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from kerasdec.config import RunConfig
 
+# The files of a run directory (`kerasdec fit`); README.md "The run directory" describes each.
 CONFIG_FILE = "config.json"  # RunConfig.to_dict() as JSON
+MODEL_FINAL = "model_final.keras"  # the model after the last epoch
+MODEL_BEST = "model_best.keras"  # the model of the best validation AP
+MODEL_FILES = {"final": MODEL_FINAL, "best": MODEL_BEST}
+METRICS_FILE = "metrics.json"  # test evaluation written by fit / evaluate
+RESULTS_FILE = "results.csv"  # per-image scores of that evaluation
+HISTORY_FILE = "history.csv"  # per-epoch losses, λ, validation AP
+CURVES_FILE = "curves.png"  # plot of history.csv
+SAMPLER_FILE = "sampler.json"  # the frequency-of-use sampler's final state
+CHECKPOINT_DIR = "checkpoint"  # what --resume needs
+TENSORBOARD_DIR = "tensorboard"  # TensorBoard event files
+TMP_PREFIX = ".tmp-"  # hidden temporary names; never a final name
+
+
+def model_path(run_dir: Path | str, which: str) -> Path:
+    """run_dir/model_final.keras ("final") or run_dir/model_best.keras ("best").
+
+    Raises:
+        ValueError: ``which`` is neither "final" nor "best".
+    """
+    if which not in MODEL_FILES:
+        raise ValueError(f"which={which!r}; expected one of {sorted(MODEL_FILES)}")
+    return Path(run_dir) / MODEL_FILES[which]
+
+
+def evaluation_folder(split: str, which: str) -> str:
+    """The name of the folder `kerasdec evaluate` writes into a run: evaluate-<split>-<which>."""
+    return f"evaluate-{split}-{which}"
+
+
+def _temporary_name(path: Path) -> Path:
+    return path.with_name(f"{TMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}-{path.name}")
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file, or every file of a folder, and the folder entries themselves, to disk."""
+    targets = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+    for target in targets:
+        fd = os.open(target, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    fsync_dir(path if path.is_dir() else path.parent)
+
+
+def fsync_dir(folder: Path | str) -> None:
+    """fsync a folder so a rename inside it survives a power loss (a no-op where unsupported)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def remove(path: Path) -> None:
+    """Remove a file or a folder tree if it exists."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists() or path.is_symlink():
+        path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path | str, *, overwrite: bool = True) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; when the block succeeds, move it onto ``path``.
+
+    The caller writes a file (or a folder) at the yielded path. On success it is flushed to disk and
+    renamed onto ``path`` in one step; on any error (disk full, kill, exception) the temporary is
+    removed and ``path`` is untouched. The temporary keeps ``path``'s suffix (``model.save`` needs it).
+
+    Args:
+        path: the final path.
+        overwrite: replace an existing file at ``path`` (default). False: raise FileExistsError when
+            ``path`` exists at the end, never replacing it (for files that are never overwritten).
+            A folder written at the temporary path is never replaced, whatever ``overwrite`` says.
+
+    Raises:
+        FileExistsError: ``overwrite`` is False and ``path`` exists.
+        OSError: the write or the rename failed (e.g. no space left, read-only folder).
+
+    Example:
+        >>> with atomic_path(run_dir / "model_final.keras") as tmp:
+        ...     model.save(tmp)
+    """
+    path = Path(path)
+    tmp = _temporary_name(path)
+    try:
+        yield tmp
+        if not tmp.exists():
+            raise FileNotFoundError(f"nothing was written to {tmp} for {path}")
+        _fsync(tmp)
+        if tmp.is_dir():  # folders are never replaced: rename fails onto a non-empty one
+            if path.exists():
+                raise FileExistsError(f"{path} already exists; it is never overwritten")
+            os.rename(tmp, path)
+        elif overwrite:
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)  # fails if path exists: no window where it could be clobbered
+            except FileExistsError as err:
+                raise FileExistsError(f"{path} already exists; it is never overwritten") from err
+        fsync_dir(path.parent)
+    finally:
+        remove(tmp)
+
+
+def write_bytes(path: Path | str, data: bytes, *, overwrite: bool = True) -> Path:
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_path`); returns ``path``."""
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def write_text(path: Path | str, text: str, *, overwrite: bool = True) -> Path:
+    """Write UTF-8 ``text`` to ``path`` atomically; returns ``path``."""
+    return write_bytes(path, text.encode("utf-8"), overwrite=overwrite)
+
+
+def write_json(path: Path | str, value: Any, *, overwrite: bool = True) -> Path:
+    """Write ``value`` as indented JSON to ``path`` atomically; returns ``path``."""
+    return write_text(path, json.dumps(value, indent=2) + "\n", overwrite=overwrite)
+
+
+def read_json(path: Path | str) -> Any:
+    """Read a JSON file; a corrupt one is a ValueError naming the file.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: the file is not valid UTF-8 JSON (message names the file and the position).
+    """
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path} is not valid JSON ({err}); expected the file kerasdec wrote — "
+                         "restore it or start a new run") from err
 
 
 def read_run_config(folder: Path | str) -> RunConfig | None:
-    """The RunConfig stored in ``folder``/config.json, or None when the folder has none."""
+    """The RunConfig stored in ``folder``/config.json, or None when the folder has none.
+
+    Raises:
+        ValueError: config.json is corrupt or holds unknown keys (message names the file).
+    """
     path = Path(folder) / CONFIG_FILE
     if not path.is_file():
         return None
-    return RunConfig.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    try:
+        return RunConfig.from_dict(read_json(path))
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{path}: {err}") from err
 
 
 def write_run_config(folder: Path | str, cfg: RunConfig) -> Path:
-    """Write ``cfg`` as ``folder``/config.json; returns the path."""
-    path = Path(folder) / CONFIG_FILE
-    path.write_text(json.dumps(cfg.to_dict(), indent=2), encoding="utf-8")
-    return path
+    """Write ``cfg`` as ``folder``/config.json (atomically); returns the path."""
+    return write_json(Path(folder) / CONFIG_FILE, cfg.to_dict())
 
 
 def new_folder(parent: Path, name: str) -> Path:
@@ -55,10 +212,10 @@ def stored_threshold(model_file: Path | str) -> tuple[float | None, Path | None]
     (None, None) for another file name or when there is no such evaluation.
     """
     model_file = Path(model_file)
-    candidates = {"model_final.keras": model_file.parent / "metrics.json",
-                  "model_best.keras": model_file.parent / "evaluate-test-best" / "metrics.json"}
+    candidates = {MODEL_FINAL: model_file.parent / METRICS_FILE,
+                  MODEL_BEST: model_file.parent / evaluation_folder("test", "best") / METRICS_FILE}
     metrics = candidates.get(model_file.name)
     if metrics is None or not metrics.is_file():
         return None, None
-    stored = json.loads(metrics.read_text(encoding="utf-8"))
+    stored = read_json(metrics)
     return (float(stored["threshold"]), metrics) if "threshold" in stored else (None, None)

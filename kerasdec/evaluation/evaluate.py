@@ -24,11 +24,19 @@ from kerasdec.config import DataConfig
 from kerasdec.data.samples import Sample
 from kerasdec.evaluation.metrics import image_metrics
 from kerasdec.evaluation.report import ImageRow, write_index
-from kerasdec.rundir import new_folder, read_run_config
+from kerasdec.rundir import (
+    CONFIG_FILE,
+    METRICS_FILE,
+    RESULTS_FILE,
+    evaluation_folder,
+    model_path,
+    new_folder,
+    read_run_config,
+)
 
 logger = logging.getLogger(__name__)
 
-OUTPUT_FILES = ("metrics.json", "results.csv", "pr_curve.png", "roc_curve.png", "index.html")
+OUTPUT_FILES = (METRICS_FILE, RESULTS_FILE, "pr_curve.png", "roc_curve.png", "index.html")
 FIGURES_DIR = "figures"
 
 
@@ -167,8 +175,8 @@ def evaluate_model(model: Any, samples: Sequence[Sample], data_cfg: DataConfig, 
     from kerasdec.evaluation.figures import plot_curves
 
     plot_curves(labels, scores, metrics, out)
-    _write_results(out / "results.csv", samples, scores, decisions)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    _write_results(out / RESULTS_FILE, samples, scores, decisions)
+    (out / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     rows = [ImageRow(s.name, float(sc), int(y), int(d), t, figures.get(i))
             for i, (s, sc, y, d, t) in enumerate(zip(samples, scores, labels, decisions, tags))]
     write_index(out, rows, metrics, title=f"kerasdec evaluation: {out.name}")
@@ -209,7 +217,7 @@ def evaluate_run(run_dir: Path | str, *, data_root: Path | str | None = None, sp
         raise ValueError(f"split={split!r}; expected 'test' or 'val'")
     if which not in ("final", "best"):
         raise ValueError(f"which={which!r}; expected 'final' or 'best'")
-    for needed in (run / "config.json", run / f"model_{which}.keras"):
+    for needed in (run / CONFIG_FILE, model_path(run, which)):
         if not needed.is_file():
             raise FileNotFoundError(f"{needed} not found; expected a run directory written by kerasdec fit")
     cfg = read_run_config(run)
@@ -219,8 +227,8 @@ def evaluate_run(run_dir: Path | str, *, data_root: Path | str | None = None, sp
         logger.warning("dataset %r has no validation split; evaluating on %r, as training validated",
                        data_cfg.dataset, used)
     samples = load_split(data_cfg, used, cfg.seed)
-    model = keras.saving.load_model(run / f"model_{which}.keras")
-    out = new_folder(run, f"evaluate-{used}-{which}")
+    model = keras.saving.load_model(model_path(run, which))
+    out = new_folder(run, evaluation_folder(used, which))
     evaluate_model(model, samples, data_cfg, out, batch_size=batch_size or cfg.train.batch_size,
                    n_figures=n_figures, seed=cfg.seed)
     return out

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from kerasdec.config import check_input_size
-from kerasdec.rundir import read_run_config, stored_threshold
+from kerasdec.rundir import MODEL_FINAL, read_run_config, stored_threshold
 
 logger = logging.getLogger(__name__)
 
@@ -141,8 +141,8 @@ def load_predictor(model_path: Path | str, *, threshold: float | None = None, wi
     if not path.exists():
         raise FileNotFoundError(f"model {path} not found; expected a run directory, a .keras file or a "
                                 "SavedModel folder")
-    if path.is_dir() and (path / "model_final.keras").is_file():
-        path = path / "model_final.keras"
+    if path.is_dir() and (path / MODEL_FINAL).is_file():
+        path = path / MODEL_FINAL
     if path.is_file() and path.suffix == ".keras":
         if threshold is None:  # the threshold of this model's evaluation, when its run has one
             threshold = stored_threshold(path)[0]

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kerasdec.rundir import METRICS_FILE, RESULTS_FILE
+
 logger = logging.getLogger(__name__)
 
 METRIC_ORDER = ("ap", "auc", "threshold", "f_measure", "fp", "fn", "fp_at_05", "fn_at_05", "fp_at_fn0",
@@ -103,7 +105,7 @@ def write_index(out_dir: Path | str, rows: Sequence[ImageRow], metrics: dict[str
 <html><head><meta charset="utf-8"><title>{html.escape(title)}</title><style>{_STYLE}</style>
 <script>{_SCRIPT}</script></head><body>
 <h1>{html.escape(title)}</h1>
-<p>{_links(out, ("metrics.json", "results.csv"))}</p>
+<p>{_links(out, (METRICS_FILE, RESULTS_FILE))}</p>
 <table>{_metric_rows(metrics)}</table>
 <div class="curves">{curves}</div>
 <h2>Images ({len(rows)}; figures for {n_fig}: every mistake and a sample of the rest)</h2>

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from kerasdec.config import DataConfig, RunConfig
-from kerasdec.rundir import read_run_config, stored_threshold
+from kerasdec.rundir import CONFIG_FILE, model_path, read_run_config, stored_threshold
 
 if TYPE_CHECKING:
     import keras
@@ -130,7 +130,7 @@ def export_source(source: Path | str, base_dir: Path | str, *, which: str = "fin
         raise FileExistsError(f"version folder {Path(base_dir) / str(version)} already exists; exporting "
                               "never overwrites: pass another --version or leave it out")
     model_file = _model_file(source, which)
-    if "int8" in tflite_modes and not (model_file.parent / "config.json").is_file():
+    if "int8" in tflite_modes and not (model_file.parent / CONFIG_FILE).is_file():
         raise ValueError(f"int8 needs calibration images from the training data, but {model_file} "
                          "has no config.json beside it; export a run directory instead")
     src = load_source(source, which=which, threshold=threshold, data_root=data_root, width=width,
@@ -153,7 +153,7 @@ def _model_file(source: Path | str, which: str) -> Path:
     path = Path(source)
     if which not in ("final", "best"):
         raise ValueError(f"which={which!r}; expected 'final' or 'best'")
-    model_file = path / f"model_{which}.keras" if path.is_dir() else path
+    model_file = model_path(path, which) if path.is_dir() else path
     if not model_file.is_file() or model_file.suffix != ".keras":
         raise FileNotFoundError(f"{model_file} not found; expected a run directory (config.json + "
                                 f"model_{which}.keras) or a .keras file")

@@ -19,16 +19,24 @@ from kerasdec.data import pipeline, sources
 from kerasdec.data.samples import Sample
 from kerasdec.data.sampling import FrequencySampler
 from kerasdec.models.segdec import SegDecNet
-from kerasdec.rundir import new_run_folder, read_run_config, write_run_config
+from kerasdec.rundir import (
+    CHECKPOINT_DIR,
+    CURVES_FILE,
+    HISTORY_FILE,
+    MODEL_BEST,
+    MODEL_FINAL,
+    SAMPLER_FILE,
+    TENSORBOARD_DIR,
+    new_run_folder,
+    read_run_config,
+    write_run_config,
+)
 from kerasdec.training import callbacks as kcb
 from kerasdec.training.checkpoint import SaveState, load_state
 from kerasdec.training.history import plot_history
 from kerasdec.training.validation import ValidateAP
 
 log = logging.getLogger(__name__)
-
-CHECKPOINT = "checkpoint"
-
 
 def fit(cfg: RunConfig, *, resume: Path | str | None = None,
         callbacks: Sequence[keras.callbacks.Callback] = ()) -> Path:
@@ -63,7 +71,7 @@ def fit(cfg: RunConfig, *, resume: Path | str | None = None,
         tracker: dict = {}
         initial_epoch = 0
         if resume is not None:
-            state = load_state(model, run_dir / CHECKPOINT)
+            state = load_state(model, run_dir / CHECKPOINT_DIR)
             data.sampler.load_state_dict(state["sampler"])
             tracker = {k: state[k] for k in ("best_val_ap", "best_epoch") if k in state}
             initial_epoch = state["epoch"] + 1
@@ -73,10 +81,10 @@ def fit(cfg: RunConfig, *, resume: Path | str | None = None,
             kcb.LossBalance(cfg.train.epochs, cfg.train.delta, cfg.train.dynamic_balance),
             kcb.GradientAdjustment(cfg.train.gradient_adjustment),
             ValidateAP(data.val_ds, data.val_labels, cfg.train.validate_every, cfg.train.epochs,
-                       run_dir / "model_best.keras", tracker, tb_dir=run_dir / "tensorboard" / "validation"),
-            SaveState(run_dir / CHECKPOINT, data.sampler, tracker),
-            keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=resume is not None),
-            keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), profile_batch=0),
+                       run_dir / MODEL_BEST, tracker, tb_dir=run_dir / TENSORBOARD_DIR / "validation"),
+            SaveState(run_dir / CHECKPOINT_DIR, data.sampler, tracker),
+            keras.callbacks.CSVLogger(str(run_dir / HISTORY_FILE), append=resume is not None),
+            keras.callbacks.TensorBoard(str(run_dir / TENSORBOARD_DIR), profile_batch=0),
         ]
         log.info("Run directory %s", run_dir)
         model.fit(data.train_ds, epochs=cfg.train.epochs, initial_epoch=initial_epoch,
@@ -119,9 +127,9 @@ def finish_run(model: keras.Model, run_dir: Path, cfg: RunConfig, test: list[Sam
     """Save the final model, sampler state and curves; evaluate on the test split into run_dir."""
     from kerasdec.evaluation.evaluate import evaluate_model
 
-    model.save(run_dir / "model_final.keras")
-    (run_dir / "sampler.json").write_text(json.dumps(sampler.state_dict()))
-    plot_history(run_dir / "history.csv", run_dir / "curves.png")
+    model.save(run_dir / MODEL_FINAL)
+    (run_dir / SAMPLER_FILE).write_text(json.dumps(sampler.state_dict()))
+    plot_history(run_dir / HISTORY_FILE, run_dir / CURVES_FILE)
     metrics = evaluate_model(model, test, cfg.data, run_dir, batch_size=cfg.train.batch_size)
     log.info("Test AP %.4f, AUC %.4f (final model); results in %s", metrics["ap"], metrics["auc"], run_dir)
     return run_dir
@@ -143,7 +151,7 @@ def open_resumed(resume: Path | str) -> tuple[Path, RunConfig]:
     if stored is None:
         raise FileNotFoundError(f"--resume {run_dir}: no config.json there; expected a run directory "
                                 "written by `kerasdec fit`")
-    if (run_dir / "model_final.keras").exists():
+    if (run_dir / MODEL_FINAL).exists():
         raise FileExistsError(f"--resume {run_dir}: this run already finished (model_final.keras "
                               "exists); start a new run instead")
     return run_dir, stored
