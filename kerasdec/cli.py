@@ -2,11 +2,21 @@
 
 Library modules are imported inside the commands so `kerasdec --help` and flag errors stay fast
 (importing tensorflow takes seconds).
+
+Errors: every command runs inside one handler (``Commands.invoke``). A user or environment fault —
+bad input or settings (ValueError), a missing or existing file (FileNotFoundError, FileExistsError),
+any other OSError (permissions, a full or read-only disk, h5py's damaged files), a damaged zip
+(BadZipFile), non-finite training (FloatingPointError), or one of those raised while tf.data read the
+data — is ONE line on stderr and exit code 1. Anything else (TypeError, KeyError, ...) is a bug and
+keeps its traceback; `kerasdec -v` shows the traceback of faults too.
 """
 
 from __future__ import annotations
 
+import builtins
 import logging
+import re
+import zipfile
 from typing import TYPE_CHECKING
 
 import click
@@ -14,9 +24,45 @@ import click
 if TYPE_CHECKING:
     from kerasdec.config import RunConfig
 
+FAULTS = (ValueError, OSError, FloatingPointError, zipfile.BadZipFile)  # user/environment faults
+# A Python exception raised inside tf.data (tf.numpy_function) reaches us as a TensorFlow OpError whose
+# message holds "<Name>Error: <message>" followed by the Python traceback.
+_WRAPPED = re.compile(r"\b([A-Z]\w*(?:Error|Exception)): (.*?)\n\s*Traceback", re.DOTALL)
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
+
+def fault_message(err: BaseException) -> str | None:
+    """The one-line message for a user or environment fault, or None for a bug (keep the traceback)."""
+    if isinstance(err, OSError) and err.strerror:
+        text = err.strerror + (f": {err.filename}" if err.filename else "")
+    elif isinstance(err, FAULTS):
+        text = str(err) or type(err).__name__
+    elif type(err).__module__.startswith("tensorflow") and (found := _WRAPPED.search(str(err))):
+        cls = getattr(builtins, found.group(1), None)
+        if not (isinstance(cls, type) and issubclass(cls, FAULTS)):
+            return None
+        text = found.group(2)
+    else:
+        return None
+    return " ".join(text.split())
+
+
+class Commands(click.Group):
+    """The click group whose ``invoke`` turns faults (see the module docstring) into one line."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as err:
+            message = fault_message(err)
+            if message is None or ctx.params.get("verbose"):
+                raise
+            raise click.ClickException(message) from err
+
+
+@click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", is_flag=True, help="Log debug messages; show the traceback of any error.")
 @click.version_option(package_name="kerasdec")
 def main(verbose: bool) -> None:
     """Train, evaluate and deploy surface-defect detectors (SegDecNet, end to end)."""
@@ -53,10 +99,11 @@ def build_fit_config(dataset: str, positives: int | None, protocol: str | None, 
 @main.command()
 @click.option("--dataset", type=click.Choice(["synthetic", "ksdd", "ksdd2", "dagm", "severstal", "folder"]),
               default="synthetic", show_default=True, help="Data source; sets the published defaults.")
-@click.option("--data-root", "root", type=click.Path(file_okay=False), help="Dataset folder.")
+@click.option("--data-root", "root", type=click.Path(file_okay=False),
+              help="Dataset folder (stored resolved). With --resume: where the run's data is now.")
 @click.option("--protocol", type=click.Choice(["icpr2020", "cis2021"]),
               help="Which paper's settings to start from (default: ICPR 2020 where it has the dataset).")
-@click.option("--positives", type=click.IntRange(min=0),
+@click.option("--positives", type=click.IntRange(min=1),
               help="Positive training images to keep (default all).")
 @click.option("--segmented", type=click.IntRange(min=0),
               help="Of those, how many keep pixel labels; the rest are image-label only (default all).")
@@ -91,27 +138,35 @@ def build_fit_config(dataset: str, positives: int | None, protocol: str | None, 
 @click.option("--run-dir", type=click.Path(file_okay=False),
               help="Where to write the run (default runs/<dataset>-<time>); must not exist yet.")
 @click.option("--resume", type=click.Path(exists=True, file_okay=False),
-              help="Continue an interrupted run directory after its last finished epoch.")
+              help="Continue an unfinished run directory from its last checkpoint (or complete its final "
+                   "save and evaluation); only --data-root may be given with it.")
 def fit(dataset: str, positives: int | None, protocol: str | None, seed: int | None,
         run_dir: str | None, resume: str | None, **flags: object) -> None:
     """Train end to end, then evaluate on the test split; prints the run directory."""
+    from kerasdec.config import RunConfig
+
     if resume is not None:
-        ctx = click.get_current_context()
-        given = [f"--{name.replace('_', '-')}" for name in ctx.params if name != "resume"
-                 and ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE]
-        if given:
-            raise click.UsageError(f"--resume continues a run with its own config.json; drop {given}")
-    try:
-        cfg = build_fit_config(dataset, positives, protocol, seed, run_dir, **flags)
-    except ValueError as err:
-        raise click.UsageError(str(err)) from err
+        refuse_flags_with_resume(click.get_current_context())
+        cfg = RunConfig()  # unused: the run's own config.json is
+    else:
+        try:
+            cfg = build_fit_config(dataset, positives, protocol, seed, run_dir, **flags)
+        except ValueError as err:
+            raise click.UsageError(str(err)) from err
     from kerasdec.training.trainer import fit as fit_run
 
-    try:
-        out = fit_run(cfg, resume=resume)
-    except (FileExistsError, FileNotFoundError, ValueError) as err:
-        raise click.ClickException(str(err)) from err
+    out = fit_run(cfg, resume=resume, data_root=flags["root"] if resume else None)
     click.echo(str(out))
+
+
+def refuse_flags_with_resume(ctx: click.Context) -> None:
+    """--resume continues with the run's own settings: any flag but --data-root is a usage error."""
+    given = [param for param in ctx.command.params if param.name not in ("resume", "root")
+             and ctx.get_parameter_source(param.name) == click.core.ParameterSource.COMMANDLINE]
+    if given:
+        names = ["/".join(p.opts + p.secondary_opts) for p in given]
+        raise click.UsageError(f"--resume continues a run with its own config.json (only --data-root may "
+                               f"be given with it); drop {names}")
 
 
 # ----------------------------------------------------------------------------------------- evaluate
@@ -244,7 +299,6 @@ def bench(dataset: str, width: int | None, height: int | None, channels: int | N
     The model is built and compiled as `kerasdec fit` builds it; see kerasdec/bench.py for what is
     timed. Peak RSS is the whole process's peak (so later rows include earlier ones).
     """
-    import json
     from pathlib import Path
 
     from kerasdec.config import DataConfig
@@ -265,9 +319,7 @@ def bench(dataset: str, width: int | None, height: int | None, channels: int | N
                          warmup=warmup) for precision in dict.fromkeys(precisions or ("auto",))]
     click.echo(format_table(results))
     if json_path is not None:
-        try:
-            with open(json_path, "x", encoding="utf-8") as f:
-                json.dump({"results": results}, f, indent=2)
-        except OSError as err:
-            raise click.ClickException(f"--json {json_path}: {err}") from err
+        from kerasdec.rundir import write_json
+
+        write_json(json_path, {"results": results}, overwrite=False)
         click.echo(f"Wrote {json_path}")

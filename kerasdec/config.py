@@ -7,6 +7,7 @@ imports no tensorflow so the CLI can validate flags before the slow import.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,12 @@ MIN_SIZE = 64  # the decision stage pools that 1/8 map three more times: below 6
 def _check(condition: bool, message: str) -> None:
     if not condition:
         raise ValueError(message)
+
+
+def _check_finite(name: str, value: float, rule: str) -> None:
+    """A float setting must be a finite number (nan and inf pass most comparisons silently)."""
+    _check(isinstance(value, (int, float)) and math.isfinite(value),
+           f"{name}={value}; expected a finite number {rule} (--{name.replace('_', '-')})")
 
 
 def check_input_size(width: int, height: int, where: str = "") -> None:
@@ -61,16 +68,26 @@ class DataConfig:
                f"dataset={self.dataset!r} needs a data root (--data-root PATH)")
         check_input_size(self.width, self.height)
         _check(self.channels in (1, 3), f"channels={self.channels}; expected 1 or 3")
-        for name in ("positives", "segmented"):
-            value = getattr(self, name)
-            _check(value is None or value >= 0, f"{name}={value}; expected >= 0 or None (all)")
+        _check(self.positives is None or self.positives >= 1,
+               f"positives={self.positives}; expected >= 1 (--positives: training needs defective images) "
+               "or None (all)")
+        _check(self.segmented is None or self.segmented >= 0,
+               f"segmented={self.segmented}; expected >= 0 or None (all)")
         _check(self.fold is None or self.fold in (0, 1, 2), f"fold={self.fold}; expected 0, 1 or 2")
+        _check(self.fold is None or self.dataset == "ksdd",
+               f"fold={self.fold} (--fold) is only used by dataset='ksdd'; dataset={self.dataset!r} has "
+               "no folds: drop it")
         _check(self.category is None or 1 <= self.category <= 10,
                f"category={self.category}; expected 1..10")
+        _check(self.category is None or self.dataset == "dagm",
+               f"category={self.category} (--category) is only used by dataset='dagm'; "
+               f"dataset={self.dataset!r} has no categories: drop it")
         _check(self.dataset != "dagm" or self.category is not None,
                "dataset='dagm' needs a category (--category 1..10)")
         _check(self.dilate >= 1, f"dilate={self.dilate}; expected >= 1")
+        _check_finite("w_pos", self.w_pos, "> 0")
         _check(self.w_pos > 0, f"w_pos={self.w_pos}; expected > 0")
+        _check_finite("p", self.p, ">= 0")
         _check(self.p >= 0, f"p={self.p}; expected >= 0")
 
 
@@ -91,7 +108,9 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, f"epochs={self.epochs}; expected >= 1")
+        _check_finite("lr", self.lr, "> 0")
         _check(self.lr > 0, f"lr={self.lr}; expected > 0")
+        _check_finite("delta", self.delta, ">= 0")
         _check(self.delta >= 0, f"delta={self.delta}; expected >= 0")
         _check(self.batch_size >= 1, f"batch_size={self.batch_size}; expected >= 1")
         _check(self.precision in PRECISIONS,

@@ -9,6 +9,8 @@ truncated one. No tensorflow here: the CLI and the exporters use this before any
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import errno
 import json
 import os
 import shutil
@@ -30,7 +32,9 @@ RESULTS_FILE = "results.csv"  # per-image scores of that evaluation
 HISTORY_FILE = "history.csv"  # per-epoch losses, λ, validation AP
 CURVES_FILE = "curves.png"  # plot of history.csv
 SAMPLER_FILE = "sampler.json"  # the frequency-of-use sampler's final state
-CHECKPOINT_DIR = "checkpoint"  # what --resume needs
+SAMPLES_FILE = "samples.json"  # the samples of each split the run used; --resume checks the data against it
+CHECKPOINT_DIR = "checkpoint"  # what --resume needs: checkpoint/epoch-NNNN/ (see training/checkpoint.py)
+FINISHED_FILE = "finished.json"  # written LAST by fit: only a run holding it is finished
 TENSORBOARD_DIR = "tensorboard"  # TensorBoard event files
 TMP_PREFIX = ".tmp-"  # hidden temporary names; never a final name
 
@@ -90,7 +94,7 @@ def remove(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_path(path: Path | str, *, overwrite: bool = True) -> Iterator[Path]:
+def atomic_path(path: Path | str, *, overwrite: bool = True, size_hint: int | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; when the block succeeds, move it onto ``path``.
 
     The caller writes a file (or a folder) at the yielded path. On success it is flushed to disk and
@@ -102,10 +106,12 @@ def atomic_path(path: Path | str, *, overwrite: bool = True) -> Iterator[Path]:
         overwrite: replace an existing file at ``path`` (default). False: raise FileExistsError when
             ``path`` exists at the end, never replacing it (for files that are never overwritten).
             A folder written at the temporary path is never replaced, whatever ``overwrite`` says.
+        size_hint: about how many bytes the write needs, quoted when the disk is full.
 
     Raises:
         FileExistsError: ``overwrite`` is False and ``path`` exists.
-        OSError: the write or the rename failed (e.g. no space left, read-only folder).
+        OSError: the write or the rename failed (e.g. no space left, read-only folder); the message
+            names ``path`` (and, for a full disk, the space needed and free).
 
     Example:
         >>> with atomic_path(run_dir / "model_final.keras") as tmp:
@@ -115,23 +121,87 @@ def atomic_path(path: Path | str, *, overwrite: bool = True) -> Iterator[Path]:
     tmp = _temporary_name(path)
     try:
         yield tmp
-        if not tmp.exists():
-            raise FileNotFoundError(f"nothing was written to {tmp} for {path}")
-        _fsync(tmp)
-        if tmp.is_dir():  # folders are never replaced: rename fails onto a non-empty one
-            if path.exists():
-                raise FileExistsError(f"{path} already exists; it is never overwritten")
-            os.rename(tmp, path)
-        elif overwrite:
-            os.replace(tmp, path)
-        else:
-            try:
-                os.link(tmp, path)  # fails if path exists: no window where it could be clobbered
-            except FileExistsError as err:
-                raise FileExistsError(f"{path} already exists; it is never overwritten") from err
-        fsync_dir(path.parent)
+        _publish(tmp, path, overwrite)
+    except FileExistsError:
+        raise
+    except OSError as err:  # disk full, read-only or immutable folder, I/O error (h5py's included)
+        raise write_error(err, path, size_hint) from err
     finally:
         remove(tmp)
+
+
+def _publish(tmp: Path, path: Path, overwrite: bool) -> None:
+    """Flush ``tmp`` to disk and rename it onto ``path`` (see :func:`atomic_path`)."""
+    if not tmp.exists():
+        raise FileNotFoundError(f"nothing was written to {tmp} for {path}")
+    _fsync(tmp)
+    if tmp.is_dir():  # folders are never replaced: rename fails onto a non-empty one
+        if path.exists():
+            raise FileExistsError(f"{path} already exists; it is never overwritten")
+        os.rename(tmp, path)
+    elif overwrite:
+        os.replace(tmp, path)
+    else:
+        try:
+            os.link(tmp, path)  # fails if path exists: no window where it could be clobbered
+        except FileExistsError as err:
+            raise FileExistsError(f"{path} already exists; it is never overwritten") from err
+    fsync_dir(path.parent)
+
+
+def write_error(err: OSError, path: Path | str, size_hint: int | None = None) -> OSError:
+    """An OSError of the same kind whose message names ``path`` and, for a full disk, the space.
+
+    h5py reports a full disk as a plain OSError whose text holds "No space left on device": it is
+    recognised by that text and given errno ENOSPC.
+    """
+    reason = err.strerror or str(err)
+    code = err.errno
+    if code is None and "No space left on device" in str(err):
+        code = errno.ENOSPC
+    message = f"Could not write {path}: {reason}"
+    if code == errno.ENOSPC:
+        free = _free_bytes(Path(path).parent)
+        needed = f"about {size_hint / 1e6:.0f} MB needed, " if size_hint else ""
+        message += f" ({needed}{'unknown' if free is None else f'{free / 1e6:.0f} MB'} free there)"
+    return OSError(code, message) if code is not None else OSError(message)
+
+
+def _free_bytes(folder: Path) -> int | None:
+    for candidate in (folder, *folder.parents):
+        if candidate.exists():
+            return shutil.disk_usage(candidate).free
+    return None
+
+
+def remove_temporaries(folder: Path | str) -> list[str]:
+    """Delete what killed writers left in ``folder``: entries named TMP_PREFIX*; returns their names.
+
+    Only for folders no other process writes into (a run being resumed).
+    """
+    folder = Path(folder)
+    stale = sorted(p for p in folder.glob(f"{TMP_PREFIX}*")) if folder.is_dir() else []
+    for path in stale:
+        remove(path)
+    return [p.name for p in stale]
+
+
+def check_writable(folder: Path | str) -> None:
+    """Create ``folder`` if needed and write and delete a probe file in it (root ignores permission
+    bits and ``chattr +i`` folders refuse root too, so ``os.access`` cannot tell).
+
+    Raises:
+        OSError: the folder cannot be created or written (read-only disk, permissions, immutable).
+    """
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = _temporary_name(folder / "probe")
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise OSError(err.errno, f"Cannot write into {folder}: {err.strerror or err}; expected a "
+                      "writable folder for the run (choose another with --run-dir)") from err
 
 
 def write_bytes(path: Path | str, data: bytes, *, overwrite: bool = True) -> Path:
@@ -184,6 +254,20 @@ def read_run_config(folder: Path | str) -> RunConfig | None:
 def write_run_config(folder: Path | str, cfg: RunConfig) -> Path:
     """Write ``cfg`` as ``folder``/config.json (atomically); returns the path."""
     return write_json(Path(folder) / CONFIG_FILE, cfg.to_dict())
+
+
+def resolve_paths(cfg: RunConfig) -> RunConfig:
+    """``cfg`` with its data root, split file and run directory absolute and resolved.
+
+    A relative path follows the current directory: stored as typed, a later evaluate or resume started
+    elsewhere would read other data. config.json therefore only ever holds resolved paths.
+    """
+    def resolved(value: str | None) -> str | None:
+        return None if value is None else str(Path(value).expanduser().resolve())
+
+    data = dataclasses.replace(cfg.data, root=resolved(cfg.data.root),
+                               split_file=resolved(cfg.data.split_file))
+    return dataclasses.replace(cfg, data=data, run_dir=resolved(cfg.run_dir))
 
 
 def new_folder(parent: Path, name: str) -> Path:

@@ -30,3 +30,22 @@ def test_bad_flag_values_are_usage_errors():
 def test_resume_refuses_other_settings(tmp_path):
     result = CliRunner().invoke(main, ["fit", "--resume", str(tmp_path), "--lr", "0.3"])
     assert result.exit_code == 2 and "drop ['--lr']" in result.output
+
+
+def test_flag_errors_name_the_flag():
+    runner = CliRunner()
+    result = runner.invoke(main, ["fit", "--positives", "0"])
+    assert result.exit_code == 2 and "'--positives'" in result.output
+    for flag in ("--lr", "--delta", "--w-pos", "--p"):
+        for value in ("inf", "nan"):
+            result = runner.invoke(main, ["fit", flag, value])
+            assert result.exit_code == 2 and f"({flag})" in result.output, (flag, value, result.output)
+    result = runner.invoke(main, ["fit", "--dataset", "dagm", "--data-root", ".", "--category", "1", "--fold", "1"])
+    assert result.exit_code == 2 and "fold=1 (--fold) is only used by dataset='ksdd'" in result.output
+
+
+def test_resume_names_the_real_flags_it_refuses(tmp_path):
+    result = CliRunner().invoke(main, ["fit", "--resume", str(tmp_path), "--data-root", str(tmp_path),
+                                       "--no-dynamic-balance", "--jit", "--epochs", "3"])
+    assert result.exit_code == 2
+    assert "drop ['--epochs', '--no-dynamic-balance', '--jit/--no-jit']" in " ".join(result.output.split())

@@ -50,3 +50,28 @@ def test_unknown_keys_are_named():
     d["data"]["colour"] = True
     with pytest.raises(ValueError, match=r"unknown data config keys \['colour'\]"):
         RunConfig.from_dict(d)
+
+
+@pytest.mark.parametrize("field, value", [("lr", float("inf")), ("lr", float("nan")), ("delta", float("nan")),
+                                          ("delta", float("inf")), ("w_pos", float("inf")), ("p", float("nan"))])
+def test_non_finite_numbers_are_rejected_also_from_config_json(field, value):
+    flag = "--" + field.replace("_", "-")
+    section = "train" if field in ("lr", "delta") else "data"
+    with pytest.raises(ValueError, match=rf"{field}={value}; expected a finite number .*\({flag}\)"):
+        (TrainConfig if section == "train" else DataConfig)(**{field: value})
+    stored = RunConfig().to_dict()
+    stored[section][field] = value
+    with pytest.raises(ValueError, match=rf"{field}={value}"):
+        RunConfig.from_dict(json.loads(json.dumps(stored)))  # json writes NaN/Infinity and reads them back
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"positives": 0}, r"positives=0; expected >= 1 \(--positives"),
+    ({"dataset": "dagm", "root": "x", "category": 1, "fold": 1}, r"fold=1 \(--fold\) is only used by "
+                                                                  r"dataset='ksdd'; dataset='dagm' has no folds"),
+    ({"dataset": "folder", "root": "x", "category": 2}, r"category=2 \(--category\) is only used by"),
+])
+def test_settings_that_would_be_silently_ignored_are_errors(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        DataConfig(**kwargs)
+    assert DataConfig(dataset="ksdd", root="x", fold=1, positives=1).fold == 1

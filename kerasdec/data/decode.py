@@ -2,11 +2,22 @@
 
 Sources (ksdd.py, dagm.py, ...) only index files into :class:`~kerasdec.data.samples.Sample` records;
 this module turns one record into pixels. Resizing and target computation live in targets.py.
+
+The mask rule (README "Guarantees"): a mask file is read at its own bit depth (IMREAD_UNCHANGED:
+16-bit PNGs stay 16-bit; OpenCV's grayscale read would shift them to 8 bits and turn a 0/1 mask into
+zeros). A colour mask, palette PNGs included (OpenCV expands the palette to its colours), is read as
+its brightest channel per pixel (luminance would make pure red 76 of 255); an alpha channel is
+ignored. A pixel is a defect when its value is above half the type's range: > 127 for 8-bit, > 32767
+for 16-bit, > 0.5 for float masks. A mask that holds only the values 0 and 1 is a 0/1 label image:
+1 is a defect. So JPEG noise, a background of 3 or antialiased edges do not count as defects. Masks
+holding values besides 0 and their maximum (or nonzero values none of which is a defect) are read by
+the same rule, with one warning per dataset.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 
 import cv2
@@ -17,6 +28,8 @@ from kerasdec.data.samples import Sample
 logger = logging.getLogger(__name__)
 
 MASK_ON = 255  # value of a defect pixel in the masks this module returns
+_WARNED: set[str | None] = set()  # datasets already warned about irregular masks (once each)
+_WARNED_LOCK = threading.Lock()  # tf.data decodes from several threads
 
 
 def _imread(path: Path | str, flags: int) -> np.ndarray:
@@ -63,33 +76,95 @@ def read_image(path: Path | str, channels: int) -> np.ndarray:
     return np.ascontiguousarray(image, dtype=np.uint8)
 
 
-def _mask_from_file(sample: Sample, shape_hw: tuple[int, int]) -> np.ndarray:
-    mask = _imread(sample.mask_path, cv2.IMREAD_GRAYSCALE)  # (h, w), any nonzero = defect
-    if mask.shape[:2] != tuple(shape_hw):
+def mask_values(raw: np.ndarray) -> np.ndarray:
+    """A decoded mask file (any depth, gray or colour) as one value per pixel: the brightest colour
+    channel of colour masks (alpha ignored), the gray value otherwise. (h, w), the file's dtype."""
+    if raw.ndim == 3:
+        raw = raw[:, :, :3].max(axis=2) if raw.shape[2] >= 3 else raw[:, :, 0]  # (h, w)
+    return raw
+
+
+def binarize_mask(values: np.ndarray) -> tuple[np.ndarray, str | None]:
+    """Apply the mask rule (module docstring) to per-pixel values.
+
+    Args:
+        values: (h, w) uint8, uint16 or float values of a mask file (see :func:`mask_values`).
+
+    Returns:
+        (defect, note): boolean (h, w) defect map, and None for a clean mask (only 0 and its maximum)
+        or a short description of what was irregular.
+
+    Raises:
+        ValueError: an unsupported dtype (e.g. int32 or 64-bit images).
+    """
+    if values.dtype == np.uint8 or values.dtype == np.uint16:
+        threshold = np.iinfo(values.dtype).max // 2  # 127 or 32767
+    elif values.dtype in (np.float16, np.float32):
+        threshold = 0.5
+    else:
+        raise ValueError(f"mask of type {values.dtype}; expected 8- or 16-bit integers or floats in [0, 1]")
+    levels = np.unique(values)
+    top = levels[-1]
+    if top == 1 and values.dtype.kind == "u":  # a 0/1 label image
+        threshold = 0
+    defect = values > threshold
+    note = None
+    if np.any((levels != 0) & (levels != top)):
+        shown = ", ".join(str(v) for v in levels[:6]) + (", ..." if len(levels) > 6 else "")
+        note = f"{len(levels)} distinct values ({shown}), not only 0 and {top}"
+    elif top > 0 and not defect.any():
+        note = f"values up to {top}, none above {threshold}: no defect pixel"
+    return defect, note
+
+
+def _warn_irregular(path: Path | str, note: str, dataset: str | None) -> None:
+    with _WARNED_LOCK:
+        first = dataset not in _WARNED
+        _WARNED.add(dataset)
+    (logger.warning if first else logger.debug)(
+        "Mask %s holds %s; masks are read as defect where the value is above half the type's range "
+        "(> 127 for 8-bit; 0/1 masks: 1) — README 'Guarantees'.%s", path, note,
+        " Further masks like this in this dataset are logged at debug level only." if first else "")
+
+
+def _mask_from_file(sample: Sample, shape_hw: tuple[int, int], dataset: str | None) -> np.ndarray:
+    values = mask_values(_imread(sample.mask_path, cv2.IMREAD_UNCHANGED))  # (h, w) at the file's depth
+    if values.shape[:2] != tuple(shape_hw):
         raise ValueError(
-            f"Mask {sample.mask_path} is {mask.shape[1]}x{mask.shape[0]} (WxH) but its image "
+            f"Mask {sample.mask_path} is {values.shape[1]}x{values.shape[0]} (WxH) but its image "
             f"{sample.image_path} is {shape_hw[1]}x{shape_hw[0]}; expected a mask of the image's size")
-    return mask
+    try:
+        defect, note = binarize_mask(values)
+    except ValueError as err:
+        raise ValueError(f"Mask {sample.mask_path}: {err}") from err
+    if note is not None:
+        _warn_irregular(sample.mask_path, note, dataset)
+    return defect
 
 
 def _mask_from_rle(sample: Sample, shape_hw: tuple[int, int]) -> np.ndarray:
-    from kerasdec.data.severstal import rle_decode  # imported here: severstal.py is a separate source
+    from kerasdec.data.severstal import rle_decode, rle_origin  # severstal.py is a separate source
 
-    mask = np.zeros(shape_hw, dtype=np.uint8)
+    mask = np.zeros(shape_hw, dtype=bool)
     for rle in sample.rle:  # union of all rows (all defect classes) of the image
-        mask |= rle_decode(rle, tuple(shape_hw)).astype(np.uint8)
+        try:
+            mask |= rle_decode(rle, tuple(shape_hw)).astype(bool)
+        except ValueError as err:
+            raise ValueError(f"{rle_origin(sample.image_path, rle)}: {err}") from err
     return mask
 
 
-def read_mask(sample: Sample, shape_hw: tuple[int, int]) -> np.ndarray:
+def read_mask(sample: Sample, shape_hw: tuple[int, int], dataset: str | None = None) -> np.ndarray:
     """Read a sample's defect mask at its image's size.
 
-    Taken from ``sample.mask_path`` if set, else from the union of ``sample.rle``; a sample with
-    neither gets an all-zero mask (negatives, and positives that are image-label only).
+    Taken from ``sample.mask_path`` if set (read by the mask rule of the module docstring), else from
+    the union of ``sample.rle``; a sample with neither gets an all-zero mask (negatives, and
+    positives that are image-label only).
 
     Args:
         sample: the record; ``image_path`` is only used in error messages.
         shape_hw: (height, width) of the sample's image as read from disk.
+        dataset: any key naming the dataset: irregular masks are warned about once per key.
 
     Returns:
         uint8 array (h, w) with values 0 and 255.
@@ -97,11 +172,12 @@ def read_mask(sample: Sample, shape_hw: tuple[int, int]) -> np.ndarray:
     Raises:
         FileNotFoundError: the mask file does not exist.
         ValueError: the mask file is unreadable, its size differs from ``shape_hw`` (message names
-            both files and both sizes), or a segmented positive has neither mask file nor RLE.
+            both files and both sizes), a segmented positive has neither mask file nor RLE, or an
+            RLE is invalid (message names the CSV line and ImageId).
     """
     shape_hw = (int(shape_hw[0]), int(shape_hw[1]))
     if sample.mask_path is not None:
-        mask = _mask_from_file(sample, shape_hw)
+        mask = _mask_from_file(sample, shape_hw, dataset)
     elif sample.rle:
         mask = _mask_from_rle(sample, shape_hw)
     elif sample.is_positive and sample.is_segmented:
@@ -109,4 +185,4 @@ def read_mask(sample: Sample, shape_hw: tuple[int, int]) -> np.ndarray:
                          "no mask_path and no rle; expected one of them (or is_segmented=False)")
     else:
         return np.zeros(shape_hw, dtype=np.uint8)
-    return np.where(mask > 0, MASK_ON, 0).astype(np.uint8)
+    return np.where(mask, MASK_ON, 0).astype(np.uint8)

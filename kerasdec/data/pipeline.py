@@ -58,7 +58,8 @@ class ElementLoader:
     def _compute(self, index: int) -> tuple[np.ndarray, ...]:
         sample = self.samples[index]
         image = read_image(sample.image_path, self.cfg.channels)  # (h, w, C) uint8
-        mask = read_mask(sample, image.shape[:2])  # (h, w) uint8 0/255
+        dataset = f"{self.cfg.dataset} {self.cfg.root}"  # irregular masks: one warning per dataset
+        mask = read_mask(sample, image.shape[:2], dataset)  # (h, w) uint8 0/255
         image8 = targets.input_image(image, self.cfg)  # (H, W, C) uint8
         element = targets.make_element(image8, mask, sample, self.cfg)
         return image8, element.seg, element.seg_weight, element.label, element.label_weight

@@ -160,5 +160,28 @@ def split_names(images: list[str], positives: set[str], seed: int, val_fraction:
     return {name: sorted(values) for name, values in parts.items()}
 
 
+def rle_origin(image_path: Path | str, rle: str) -> str:
+    """Where an encoding comes from, for error messages: "ROOT/train.csv line N (ImageId X)".
+
+    Looked up only when something is wrong: the CSV beside the image's train_images/ folder is read
+    again to find the first row of this ImageId with this encoding.
+    """
+    image_path = Path(image_path)
+    csv_path = image_path.parent.parent / "train.csv"
+    line = None
+    try:
+        with open(csv_path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            for row in reader:
+                image_id = row.get("ImageId") or (row.get("ImageId_ClassId") or "").rsplit("_", 1)[0]
+                if image_id == image_path.name and (row.get("EncodedPixels") or "").strip() == rle.strip():
+                    line = reader.line_num
+                    break
+    except (OSError, ValueError, csv.Error):
+        pass
+    where = f"{csv_path} line {line}" if line is not None else f"{csv_path}"
+    return f"{where} (ImageId {image_path.name})"
+
+
 def _short(text: str, limit: int = 60) -> str:
     return text if len(text) <= limit else text[:limit] + "..."

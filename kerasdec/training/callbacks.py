@@ -7,9 +7,11 @@ compiled ``train_step`` picks up the new value without retracing.
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 import keras
+import numpy as np
 
 from kerasdec.training.schedules import loss_weights
 
@@ -74,3 +76,36 @@ class SamplerEpoch(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self.sampler.current_epoch = int(epoch)
+
+
+class StopOnNonFinite(keras.callbacks.Callback):
+    """Stop training with FloatingPointError at the first non-finite loss or weight.
+
+    Checked after every batch (the epoch's running mean of the loss turns non-finite with the first
+    bad batch) and, at the end of each epoch, on every weight (a step can turn the weights into NaN on
+    the last batch, before the loss shows it). Place it BEFORE the callbacks that save anything at
+    the epoch's end, so the last checkpoint stays the last good one.
+
+    Args:
+        hint: appended to the message, e.g. how to resume from the last checkpoint.
+    """
+
+    def __init__(self, hint: str = "") -> None:
+        super().__init__()
+        self.hint = hint
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self.epoch = int(epoch)
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            raise FloatingPointError(f"Training loss became {float(loss)} at epoch {self.epoch + 1}, batch "
+                                     f"{int(batch) + 1}; training stopped. {self.hint}".strip())
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        bad = [v.path for v in self.model.weights if not np.all(np.isfinite(np.asarray(v.numpy())))]
+        if bad:
+            raise FloatingPointError(f"{len(bad)} weight(s) became non-finite during epoch {int(epoch) + 1} "
+                                     f"(e.g. {bad[0]}); training stopped. {self.hint}".strip())

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import logging
 import sys
 from collections.abc import Iterator, Sequence
+from datetime import datetime
 from pathlib import Path
 
 import keras
@@ -22,74 +22,84 @@ from kerasdec.models.segdec import SegDecNet
 from kerasdec.rundir import (
     CHECKPOINT_DIR,
     CURVES_FILE,
+    FINISHED_FILE,
     HISTORY_FILE,
     MODEL_BEST,
     MODEL_FINAL,
     SAMPLER_FILE,
+    SAMPLES_FILE,
     TENSORBOARD_DIR,
+    atomic_path,
+    check_writable,
     new_run_folder,
-    read_run_config,
+    remove,
+    resolve_paths,
+    write_json,
     write_run_config,
 )
 from kerasdec.training import callbacks as kcb
-from kerasdec.training.checkpoint import SaveState, load_state
-from kerasdec.training.history import plot_history
+from kerasdec.training.checkpoint import SaveState, model_bytes
+from kerasdec.training.history import HistoryLog, plot_history
+from kerasdec.training.resume import Progress, adopt_data, open_resumed, restore
 from kerasdec.training.validation import ValidateAP
 
 log = logging.getLogger(__name__)
 
-def fit(cfg: RunConfig, *, resume: Path | str | None = None,
+RUNS_DIR = Path("runs")  # parent of the run directories when --run-dir is not given
+
+
+def fit(cfg: RunConfig, *, resume: Path | str | None = None, data_root: Path | str | None = None,
         callbacks: Sequence[keras.callbacks.Callback] = ()) -> Path:
     """Train SegDecNet end to end, evaluate it on the test split, and return the run directory.
 
     Args:
-        cfg: the run's settings (ignored when resuming: the run's own config.json is used).
-        resume: an interrupted run directory to continue after its last finished epoch.
+        cfg: the run's settings (ignored when resuming: the run's own config.json is used). Paths are
+            resolved against the current directory and stored absolute.
+        resume: an unfinished run directory: continue after its last checkpoint, or complete a run whose
+            final save or evaluation was interrupted.
+        data_root: with ``resume``, where the run's dataset is now (it moved); checked to hold the same
+            samples, then recorded in config.json.
         callbacks: extra Keras callbacks, run after kerasdec's own.
 
     Returns:
-        The run directory (config.json, model_final.keras, model_best.keras, history.csv, curves.png,
-        sampler.json, tensorboard/, checkpoint/, and the test evaluation: metrics.json, results.csv, ...).
+        The run directory (config.json, samples.json, model_final.keras, model_best.keras, history.csv,
+        curves.png, sampler.json, tensorboard/, checkpoint/, the test evaluation: metrics.json,
+        results.csv, ..., and, written last, finished.json).
 
     Raises:
         FileExistsError: the requested run directory exists, or the resumed run already finished.
+        FileNotFoundError: missing data, or a resumed run without config.json or checkpoint.
+        ValueError: bad data, or data that is not the resumed run's; a damaged checkpoint.
+        FloatingPointError: the loss or the weights became non-finite (the last checkpoint is kept).
+        OSError: a write failed (disk full, read-only folder); the message names the path.
 
     Example:
         >>> run_dir = fit(RunConfig())  # the synthetic default, a few minutes on a CPU
     """
     if resume is None:
+        cfg = resolve_paths(cfg)
         check_run_dir_free(cfg.run_dir)
+        check_writable(Path(cfg.run_dir).parent if cfg.run_dir else RUNS_DIR)
     else:
-        run_dir, cfg = open_resumed(resume)
+        run_dir, cfg = open_resumed(resume, data_root)
     with precision_policy(cfg.train.precision):
         keras.utils.set_random_seed(cfg.seed)
         data = prepare_data(cfg)  # every file decoded once: bad data fails before a run folder exists
         if resume is None:
-            run_dir, cfg = create_run(cfg)
+            run_dir, cfg = create_run(cfg, data.manifest)
+        else:
+            adopt_data(run_dir, cfg, data.manifest, moved=data_root is not None)
         with make_strategy(cfg.train.distribute).scope():
             model = build_model(cfg)
-        tracker: dict = {}
-        initial_epoch = 0
+        progress = Progress()
         if resume is not None:
-            state = load_state(model, run_dir / CHECKPOINT_DIR)
-            data.sampler.load_state_dict(state["sampler"])
-            tracker = {k: state[k] for k in ("best_val_ap", "best_epoch") if k in state}
-            initial_epoch = state["epoch"] + 1
-        data.sampler.current_epoch = initial_epoch  # Keras may open the first iterator before callbacks
-        own = [
-            kcb.SamplerEpoch(data.sampler),
-            kcb.LossBalance(cfg.train.epochs, cfg.train.delta, cfg.train.dynamic_balance),
-            kcb.GradientAdjustment(cfg.train.gradient_adjustment),
-            ValidateAP(data.val_ds, data.val_labels, cfg.train.validate_every, cfg.train.epochs,
-                       run_dir / MODEL_BEST, tracker, tb_dir=run_dir / TENSORBOARD_DIR / "validation"),
-            SaveState(run_dir / CHECKPOINT_DIR, data.sampler, tracker),
-            keras.callbacks.CSVLogger(str(run_dir / HISTORY_FILE), append=resume is not None),
-            keras.callbacks.TensorBoard(str(run_dir / TENSORBOARD_DIR), profile_batch=0),
-        ]
-        log.info("Run directory %s", run_dir)
-        model.fit(data.train_ds, epochs=cfg.train.epochs, initial_epoch=initial_epoch,
-                  callbacks=[*own, *callbacks], shuffle=False,
-                  verbose=1 if sys.stdout.isatty() else 2)  # the sampler already orders each epoch
+            progress = restore(model, run_dir, data.sampler)
+        data.sampler.current_epoch = progress.epoch  # Keras may open the first iterator before callbacks
+        if progress.epoch < cfg.train.epochs:
+            log.info("Run directory %s", run_dir)
+            model.fit(data.train_ds, epochs=cfg.train.epochs, initial_epoch=progress.epoch,
+                      callbacks=[*training_callbacks(cfg, run_dir, data, progress), *callbacks],
+                      shuffle=False, verbose=1 if sys.stdout.isatty() else 2)  # the sampler orders epochs
         return finish_run(model, run_dir, cfg, data.test, data.sampler)
 
 
@@ -102,6 +112,7 @@ class RunData:
     val_ds: tf.data.Dataset
     val_labels: np.ndarray
     test: list[Sample]
+    manifest: dict[str, list]  # split -> [[name, is_positive, is_segmented], ...] (samples.json)
 
 
 def prepare_data(cfg: RunConfig) -> RunData:
@@ -119,20 +130,57 @@ def prepare_data(cfg: RunConfig) -> RunData:
         pipeline.check_decodable(splits["test"], cfg.data)
     log.info("Training on %d images (%d positive), validating on %s (%d images)", len(train),
              sum(s.is_positive for s in train), val_name, len(val))
-    return RunData(sampler, train_ds, val_ds, np.array([s.is_positive for s in val]), splits["test"])
+    manifest = {name: [[s.name, s.is_positive, s.is_segmented] for s in samples]
+                for name, samples in splits.items()}
+    return RunData(sampler, train_ds, val_ds, np.array([s.is_positive for s in val]), splits["test"],
+                   manifest)
+
+
+def training_callbacks(cfg: RunConfig, run_dir: Path, data: RunData,
+                       progress: Progress) -> list[keras.callbacks.Callback]:
+    """kerasdec's callbacks, in order: the guard precedes everything that saves at an epoch's end."""
+    hint = (f"The checkpoint of the last good epoch is kept: continue with `kerasdec fit --resume {run_dir}` "
+            "(if it recurs at the same batch the settings diverge: start a new run with a lower --lr)")
+    return [
+        kcb.SamplerEpoch(data.sampler),
+        kcb.LossBalance(cfg.train.epochs, cfg.train.delta, cfg.train.dynamic_balance),
+        kcb.GradientAdjustment(cfg.train.gradient_adjustment),
+        kcb.StopOnNonFinite(hint),
+        ValidateAP(data.val_ds, data.val_labels, cfg.train.validate_every, cfg.train.epochs,
+                   run_dir / MODEL_BEST, progress.tracker, tb_dir=run_dir / TENSORBOARD_DIR / "validation"),
+        HistoryLog(run_dir / HISTORY_FILE, progress.history),
+        SaveState(run_dir / CHECKPOINT_DIR, data.sampler, progress.tracker, progress.history),
+        keras.callbacks.TensorBoard(str(run_dir / TENSORBOARD_DIR), profile_batch=0),
+    ]
 
 
 def finish_run(model: keras.Model, run_dir: Path, cfg: RunConfig, test: list[Sample],
                sampler: FrequencySampler) -> Path:
-    """Save the final model, sampler state and curves; evaluate on the test split into run_dir."""
+    """Save the final model, sampler state and curves; evaluate on the test split; mark it finished.
+
+    Every file is written under a temporary name and renamed; finished.json comes last, so a run
+    killed anywhere in here is unfinished and ``--resume`` redoes this step (from the last checkpoint).
+    """
     from kerasdec.evaluation.evaluate import evaluate_model
 
-    model.save(run_dir / MODEL_FINAL)
-    (run_dir / SAMPLER_FILE).write_text(json.dumps(sampler.state_dict()))
+    with atomic_path(run_dir / MODEL_FINAL, size_hint=model_bytes(model)) as tmp:
+        model.save(tmp)
+    write_json(run_dir / SAMPLER_FILE, sampler.state_dict())
     plot_history(run_dir / HISTORY_FILE, run_dir / CURVES_FILE)
+    remove_evaluation(run_dir)  # what an interrupted final evaluation left
     metrics = evaluate_model(model, test, cfg.data, run_dir, batch_size=cfg.train.batch_size)
+    write_json(run_dir / FINISHED_FILE, {"epochs": cfg.train.epochs, "test_ap": metrics["ap"],
+                                         "finished": datetime.now().isoformat(timespec="seconds")})
     log.info("Test AP %.4f, AUC %.4f (final model); results in %s", metrics["ap"], metrics["auc"], run_dir)
     return run_dir
+
+
+def remove_evaluation(run_dir: Path) -> None:
+    """Delete the test-evaluation files of an unfinished run (they are redone, identically)."""
+    from kerasdec.evaluation.evaluate import FIGURES_DIR, OUTPUT_FILES
+
+    for name in (*OUTPUT_FILES, FIGURES_DIR):
+        remove(run_dir / name)
 
 
 def build_model(cfg: RunConfig) -> SegDecNet:
@@ -144,19 +192,6 @@ def build_model(cfg: RunConfig) -> SegDecNet:
     return model
 
 
-def open_resumed(resume: Path | str) -> tuple[Path, RunConfig]:
-    """An interrupted run directory and its own config (refused when missing or already finished)."""
-    run_dir = Path(resume)
-    stored = read_run_config(run_dir)
-    if stored is None:
-        raise FileNotFoundError(f"--resume {run_dir}: no config.json there; expected a run directory "
-                                "written by `kerasdec fit`")
-    if (run_dir / MODEL_FINAL).exists():
-        raise FileExistsError(f"--resume {run_dir}: this run already finished (model_final.keras "
-                              "exists); start a new run instead")
-    return run_dir, stored
-
-
 def check_run_dir_free(run_dir: str | None) -> None:
     """Refuse an explicit run directory that exists and holds anything: runs are never overwritten."""
     if run_dir is not None and Path(run_dir).exists() and any(Path(run_dir).iterdir()):
@@ -164,15 +199,17 @@ def check_run_dir_free(run_dir: str | None) -> None:
                               f"folder, or continue that run with --resume {run_dir}")
 
 
-def create_run(cfg: RunConfig) -> tuple[Path, RunConfig]:
-    """Create the run directory (cfg.run_dir, or a new runs/<dataset>-<time>) and its config.json."""
+def create_run(cfg: RunConfig, manifest: dict[str, list]) -> tuple[Path, RunConfig]:
+    """Create the run directory (cfg.run_dir, or a new runs/<dataset>-<time>): samples.json, then
+    config.json, whose presence makes the folder a run that ``--resume`` accepts."""
     if cfg.run_dir is None:
-        run_dir = new_run_folder(Path("runs"), cfg.data.dataset)
+        run_dir = new_run_folder(RUNS_DIR.resolve(), cfg.data.dataset)
     else:
         check_run_dir_free(cfg.run_dir)
         run_dir = Path(cfg.run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
     cfg = dataclasses.replace(cfg, run_dir=str(run_dir))
+    write_json(run_dir / SAMPLES_FILE, manifest)
     write_run_config(run_dir, cfg)
     return run_dir, cfg
 

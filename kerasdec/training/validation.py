@@ -15,6 +15,7 @@ import tensorflow as tf
 from kerasdec.evaluation.evaluate import sigmoid
 from kerasdec.evaluation.figures import overlay as figure_overlay
 from kerasdec.evaluation.metrics import average_precision, pr_points
+from kerasdec.rundir import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,8 @@ class ValidateAP(keras.callbacks.Callback):
         log.info("epoch %d: validation AP %.4f", epoch + 1, ap)
         if ap > self.tracker.get("best_val_ap", -math.inf):
             self.tracker.update(best_val_ap=ap, best_epoch=epoch)
-            self.model.save(self.best_path)
+            with atomic_path(self.best_path) as tmp:  # a kill mid-save keeps the previous best
+                self.model.save(tmp)
         if self.writer is not None:
             self._write_pictures(epoch, scores, np.asarray(out["seg"]))
 

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from kerasdec.data.decode import read_image, read_mask
+from kerasdec.data.decode import binarize_mask, read_image, read_mask
 from kerasdec.data.samples import Sample
 
 
@@ -57,14 +57,83 @@ def _sample(tmp_path: Path, **kwargs) -> Sample:
     return Sample(**fields)
 
 
-def test_mask_from_file_becomes_0_255(tmp_path):
-    mask = np.zeros((32, 48), dtype=np.uint8)
-    mask[4:9, 10:30] = 1  # any nonzero value is a defect
-    mask[20, 5] = 128
-    sample = _sample(tmp_path, mask_path=_write(tmp_path / "a_GT.png", mask))
-    out = read_mask(sample, (32, 48))
-    assert out.dtype == np.uint8 and out.shape == (32, 48)
-    np.testing.assert_array_equal(out, np.where(mask > 0, 255, 0))
+def _rect(shape=(64, 96), value=255, background=0, dtype=np.uint8) -> np.ndarray:
+    mask = np.full(shape, background, dtype=dtype)
+    mask[10:30, 20:60] = value  # 800 of 6144 pixels
+    return mask
+
+
+def _read(tmp_path: Path, name: str, array: np.ndarray, **imwrite_params) -> np.ndarray:
+    path = tmp_path / name
+    assert cv2.imwrite(str(path), array, [p for kv in imwrite_params.values() for p in kv])
+    return read_mask(_sample(tmp_path, mask_path=path), array.shape[:2])
+
+
+def test_mask_rule_8bit_threshold_and_01_masks(tmp_path):
+    expected = np.where(_rect() > 0, 255, 0)
+    np.testing.assert_array_equal(_read(tmp_path, "a.png", _rect()), expected)
+    np.testing.assert_array_equal(_read(tmp_path, "b.png", _rect(value=1)), expected)  # 0/1 label image
+    # A background of 3 is not a defect (it made the whole image defective before).
+    np.testing.assert_array_equal(_read(tmp_path, "c.png", _rect(background=3)), expected)
+    soft = _rect()
+    soft[10, 20:60], soft[40, 5] = 128, 127  # antialiased edge above half, a faint pixel below
+    out = _read(tmp_path, "d.png", soft)
+    assert out[10, 20] == 255 and out[40, 5] == 0
+
+
+@pytest.mark.parametrize("quality", [95, 50])
+def test_jpeg_compressed_mask_keeps_its_area(tmp_path, quality):
+    out = _read(tmp_path, f"m{quality}.jpg", _rect(), quality=(cv2.IMWRITE_JPEG_QUALITY, quality))
+    raw = cv2.imread(str(tmp_path / f"m{quality}.jpg"), cv2.IMREAD_UNCHANGED)
+    assert (raw > 0).sum() > 800 * 1.05  # "any nonzero" would have grown it
+    assert abs((out > 0).sum() - 800) <= 800 * 0.02  # the rule keeps the true area (±2%)
+
+
+def test_16bit_masks_keep_their_depth(tmp_path):
+    expected = np.where(_rect() > 0, 255, 0)
+    for name, mask in (("full.png", _rect(value=65535, dtype=np.uint16)),
+                       ("ones.png", _rect(value=1, dtype=np.uint16))):  # 8-bit reading made this all 0
+        np.testing.assert_array_equal(_read(tmp_path, name, mask), expected)
+    half = _rect(value=40000, background=20000, dtype=np.uint16)  # half of 65535 decides
+    np.testing.assert_array_equal(_read(tmp_path, "half.png", half), expected)
+
+
+def test_palette_and_colour_masks_read_their_brightest_channel(tmp_path):
+    from PIL import Image
+
+    indices = (_rect() > 0).astype(np.uint8)
+    palette = Image.fromarray(indices, mode="P")
+    palette.putpalette([0, 0, 0, 255, 0, 0] + [0] * 254 * 3)  # index 1 = pure red: luminance 76 of 255
+    palette.save(tmp_path / "p.png")
+    out = read_mask(_sample(tmp_path, mask_path=tmp_path / "p.png"), indices.shape)
+    np.testing.assert_array_equal(out, indices * 255)
+    bgr = np.zeros((*indices.shape, 3), np.uint8)
+    bgr[..., 1] = indices * 200  # green defects
+    np.testing.assert_array_equal(_read(tmp_path, "g.png", bgr), indices * 255)
+
+
+def test_irregular_masks_warn_once_per_dataset(tmp_path, caplog):
+    paths = [tmp_path / f"{i}.png" for i in range(3)]
+    for path in paths:
+        cv2.imwrite(str(path), _rect(background=3))
+    clean = tmp_path / "clean.png"
+    cv2.imwrite(str(clean), _rect())
+    with caplog.at_level("WARNING", logger="kerasdec.data.decode"):
+        for key in ("ksdd /a", "ksdd /b"):
+            for path in (clean, *paths):
+                read_mask(_sample(tmp_path, mask_path=path), (64, 96), dataset=key)
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 2  # one per dataset, none for the clean mask
+    assert str(paths[0]) in warnings[0] and "(3, 255), not only 0 and 255" in warnings[0]
+    assert "> 127 for 8-bit" in warnings[0]
+
+
+def test_a_mask_with_values_but_no_defect_is_warned_about(tmp_path):
+    defect, note = binarize_mask(_rect(value=100))
+    assert not defect.any() and "none above 127" in note
+    assert binarize_mask(_rect())[1] is None and binarize_mask(np.zeros((4, 4), np.uint8))[1] is None
+    with pytest.raises(ValueError, match="int32"):
+        binarize_mask(np.zeros((4, 4), np.int32))
 
 
 def test_mask_of_another_size_names_both_files_and_sizes(tmp_path):

@@ -117,3 +117,18 @@ def test_bad_input_errors(severstal_data, tmp_path):
     (root / "train.csv").unlink()
     with pytest.raises(FileNotFoundError, match=r"train.csv does not exist"):
         severstal.list_samples(root, "train")
+
+
+@pytest.mark.parametrize("bad", ["3 999999", "1 x"])
+def test_a_bad_encoding_names_the_csv_line_and_the_image(severstal_data, bad):
+    from kerasdec.data.decode import read_mask
+
+    csv_path = severstal_data.root / "train.csv"
+    lines = csv_path.read_text(encoding="utf-8").splitlines()
+    image_id, class_id, _ = lines[3].split(",")  # file line 4
+    lines[3] = f"{image_id},{class_id},{bad}"
+    csv_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    sample = next(s for split in ("train", "val", "test")
+                  for s in severstal.list_samples(severstal_data.root, split) if s.name == image_id)
+    with pytest.raises(ValueError, match=rf"train\.csv line 4 \(ImageId {image_id}\): RLE"):
+        read_mask(sample, severstal_data.image_shape)

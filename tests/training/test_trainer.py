@@ -51,7 +51,8 @@ def test_cli_fit_writes_a_complete_run_directory_and_never_overwrites(folder_dat
     assert result.exit_code == 0, result.output
     assert result.output.strip().splitlines()[-1] == str(run_dir)
     for name in ("config.json", "model_final.keras", "model_best.keras", "history.csv", "curves.png",
-                 "sampler.json", "metrics.json", "results.csv", "checkpoint/state.json"):
+                 "sampler.json", "metrics.json", "results.csv", "checkpoint/epoch-0002/state.json",
+                 "samples.json", "finished.json"):
         assert (run_dir / name).is_file(), name
     tags = _tensorboard_tags(run_dir / "tensorboard")
     # Keras writes val_ap to the validation writer as "epoch_ap"
@@ -59,7 +60,7 @@ def test_cli_fit_writes_a_complete_run_directory_and_never_overwrites(folder_dat
     assert {"validation/pr_curve", "validation/overlays"} <= tags  # pictures, not only scalars
     cfg = RunConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
     assert (cfg.data.dataset, cfg.data.width, cfg.train.epochs) == ("folder", 64, 2)
-    assert cfg.run_dir == str(run_dir)
+    assert cfg.run_dir == str(run_dir.resolve()) and Path(cfg.data.root).is_absolute()
 
     history = _history(run_dir)
     assert [row["epoch"] for row in history] == ["0", "1"]
