@@ -40,7 +40,8 @@ def test_flag_errors_name_the_flag():
         for value in ("inf", "nan"):
             result = runner.invoke(main, ["fit", flag, value])
             assert result.exit_code == 2 and f"({flag})" in result.output, (flag, value, result.output)
-    result = runner.invoke(main, ["fit", "--dataset", "dagm", "--data-root", ".", "--category", "1", "--fold", "1"])
+    result = runner.invoke(main, ["fit", "--dataset", "dagm", "--data-root", ".", "--category", "1",
+                                  "--fold", "1"])
     assert result.exit_code == 2 and "fold=1 (--fold) is only used by dataset='ksdd'" in result.output
 
 
@@ -49,3 +50,62 @@ def test_resume_names_the_real_flags_it_refuses(tmp_path):
                                        "--no-dynamic-balance", "--jit", "--epochs", "3"])
     assert result.exit_code == 2
     assert "drop ['--epochs', '--no-dynamic-balance', '--jit/--no-jit']" in " ".join(result.output.split())
+
+
+def test_fault_messages_are_one_line_and_bugs_keep_their_traceback():
+    import errno
+    import zipfile
+
+    import tensorflow as tf
+
+    from kerasdec.cli import fault_message
+
+    assert fault_message(OSError(errno.ENOSPC, "Could not write /r/model_final.keras: No space left on "
+                                 "device (about 63 MB needed, 2 MB free there)")) == \
+        "Could not write /r/model_final.keras: No space left on device (about 63 MB needed, 2 MB free there)"
+    assert fault_message(PermissionError(errno.EACCES, "Permission denied", "/ro/runs")) == \
+        "Permission denied: /ro/runs"
+    assert fault_message(OSError(errno.EROFS, "Read-only file system", "/mnt/x")) == \
+        "Read-only file system: /mnt/x"
+    assert fault_message(OSError("Unable to open file (truncated file: eof = 96)\n")) == \
+        "Unable to open file (truncated file: eof = 96)"
+    assert fault_message(zipfile.BadZipFile("File is not a zip file")) == "File is not a zip file"
+    assert fault_message(ValueError("a\nb")) == "a b"
+    assert fault_message(FloatingPointError("Training loss became nan at epoch 2, batch 3\n")) == \
+        "Training loss became nan at epoch 2, batch 3"
+    data_error = ("{{function_node __wrapped__IteratorGetNext}} Error in user-defined function passed to "
+                  "MapDataset:1 transformation with iterator: Iterator::Root::Prefetch::Map: ValueError: "
+                  "/d/a.png is not a readable image (OpenCV could not decode its 12 bytes)\nTraceback "
+                  "(most recent call last):\n\n  File \"script_ops.py\", line 269, in __call__\n")
+    assert fault_message(tf.errors.InvalidArgumentError(None, None, data_error)) == \
+        "/d/a.png is not a readable image (OpenCV could not decode its 12 bytes)"
+    key_error = data_error.replace("ValueError", "KeyError")  # a bug inside tf.data stays a traceback
+    assert fault_message(tf.errors.UnknownError(None, None, key_error)) is None
+    assert fault_message(tf.errors.InvalidArgumentError(None, None, "Incompatible shapes")) is None
+    for bug in (TypeError("x"), KeyError("x"), AttributeError("x"), ZeroDivisionError("x")):
+        assert fault_message(bug) is None
+
+
+def _fake_fit(error):
+    def fit(*args, **kwargs):
+        raise error
+    return fit
+
+
+def test_cli_turns_faults_into_one_line_and_exit_1(monkeypatch):
+    import errno
+
+    import kerasdec.training.trainer as trainer
+
+    runner = CliRunner()
+    monkeypatch.setattr(trainer, "fit", _fake_fit(OSError(errno.ENOSPC, "Could not write /r/checkpoint/"
+                                                          "epoch-0002: No space left on device")))
+    result = runner.invoke(main, ["fit", "--epochs", "1"])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+    assert result.stderr == "Error: Could not write /r/checkpoint/epoch-0002: No space left on device\n"
+    assert result.stdout == ""
+    result = runner.invoke(main, ["-v", "fit", "--epochs", "1"])  # -v: the traceback of the fault
+    assert result.exit_code == 1 and isinstance(result.exception, OSError)
+    monkeypatch.setattr(trainer, "fit", _fake_fit(TypeError("a bug")))
+    result = runner.invoke(main, ["fit", "--epochs", "1"])  # a bug keeps its traceback
+    assert result.exit_code == 1 and isinstance(result.exception, TypeError)

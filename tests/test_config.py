@@ -53,7 +53,8 @@ def test_unknown_keys_are_named():
 
 
 @pytest.mark.parametrize("field, value", [("lr", float("inf")), ("lr", float("nan")), ("delta", float("nan")),
-                                          ("delta", float("inf")), ("w_pos", float("inf")), ("p", float("nan"))])
+                                          ("delta", float("inf")), ("w_pos", float("inf")),
+                                          ("p", float("nan"))])
 def test_non_finite_numbers_are_rejected_also_from_config_json(field, value):
     flag = "--" + field.replace("_", "-")
     section = "train" if field in ("lr", "delta") else "data"
@@ -67,8 +68,8 @@ def test_non_finite_numbers_are_rejected_also_from_config_json(field, value):
 
 @pytest.mark.parametrize("kwargs, message", [
     ({"positives": 0}, r"positives=0; expected >= 1 \(--positives"),
-    ({"dataset": "dagm", "root": "x", "category": 1, "fold": 1}, r"fold=1 \(--fold\) is only used by "
-                                                                  r"dataset='ksdd'; dataset='dagm' has no folds"),
+    ({"dataset": "dagm", "root": "x", "category": 1, "fold": 1},
+     r"fold=1 \(--fold\) is only used by dataset='ksdd'; dataset='dagm' has no folds"),
     ({"dataset": "folder", "root": "x", "category": 2}, r"category=2 \(--category\) is only used by"),
 ])
 def test_settings_that_would_be_silently_ignored_are_errors(kwargs, message):

@@ -69,13 +69,18 @@ def save_state(model: keras.Model, folder: Path, state: dict[str, Any]) -> Path:
     with atomic_path(target, size_hint=model_bytes(model)) as tmp:
         tmp.mkdir()
         model.save_weights(tmp / WEIGHTS)
-        with open(tmp / OPTIMIZER, "wb") as f:
-            np.savez(f, *[np.asarray(v.numpy()) for v in model.optimizer.variables])
+        write_optimizer(model, tmp / OPTIMIZER)
         (tmp / STATE).write_text(json.dumps(state, indent=1), encoding="utf-8")
     for old in folder.iterdir():
         if old != target and (_EPOCH_FOLDER.fullmatch(old.name) or old.name.startswith(TMP_PREFIX)):
             _delete(old)
     return target
+
+
+def write_optimizer(model: keras.Model, path: Path) -> None:
+    """The optimizer's variables, in order, as arr_0, arr_1, ... of an .npz file."""
+    with open(path, "wb") as f:
+        np.savez(f, *[np.asarray(v.numpy()) for v in model.optimizer.variables])
 
 
 def _delete(path: Path) -> None:

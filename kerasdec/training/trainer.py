@@ -79,7 +79,7 @@ def fit(cfg: RunConfig, *, resume: Path | str | None = None, data_root: Path | s
     if resume is None:
         cfg = resolve_paths(cfg)
         check_run_dir_free(cfg.run_dir)
-        check_writable(Path(cfg.run_dir).parent if cfg.run_dir else RUNS_DIR)
+        check_writable(Path(cfg.run_dir).parent if cfg.run_dir else RUNS_DIR.resolve())
     else:
         run_dir, cfg = open_resumed(resume, data_root)
     with precision_policy(cfg.train.precision):
@@ -94,8 +94,8 @@ def fit(cfg: RunConfig, *, resume: Path | str | None = None, data_root: Path | s
         progress = Progress()
         if resume is not None:
             progress = restore(model, run_dir, data.sampler)
-        data.sampler.current_epoch = progress.epoch  # Keras may open the first iterator before callbacks
-        if progress.epoch < cfg.train.epochs:
+        if progress.epoch < cfg.train.epochs:  # else only the final save and evaluation are left to do
+            data.sampler.current_epoch = progress.epoch  # Keras may open the first iterator before callbacks
             log.info("Run directory %s", run_dir)
             model.fit(data.train_ds, epochs=cfg.train.epochs, initial_epoch=progress.epoch,
                       callbacks=[*training_callbacks(cfg, run_dir, data, progress), *callbacks],

@@ -1,20 +1,27 @@
-"""fit(): the run directory, refusing to overwrite, resume = uninterrupted, reproducibility."""
+"""fit(): the run directory, refusing to overwrite, resume after faults = uninterrupted, reproducibility."""
 
 from __future__ import annotations
 
 import csv
+import errno
 import json
+import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from fakes import write_folder
 
 from kerasdec.cli import main
 from kerasdec.config import DataConfig, RunConfig, TrainConfig
+from kerasdec.evaluation import evaluate
 from kerasdec.models.segdec import SegDecNet
 from kerasdec.rundir import new_folder, new_run_folder
+from kerasdec.training import checkpoint
 from kerasdec.training.trainer import fit, precision_policy
 from kerasdec.training.validation import overlays
 
@@ -97,40 +104,128 @@ def test_a_corrupt_image_stops_the_run_before_anything_is_written(folder_data, t
     assert not (tmp_path / "run").exists()  # the same --run-dir can be used once the file is fixed
 
 
-class _Interrupt(keras.callbacks.Callback):
-    """Stops training the hard way (as a killed process would) after epoch ``at`` was saved."""
+class _Poison(keras.callbacks.Callback):
+    """Turns one weight into NaN at the start of batch ``batch`` of epoch ``epoch`` (as a bad step would)."""
 
-    def __init__(self, at: int):
+    def __init__(self, epoch: int, batch: int):
         super().__init__()
-        self.at = at
+        self.epoch, self.batch, self.current = epoch, batch, -1
 
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch == self.at:
-            raise KeyboardInterrupt
+    def on_epoch_begin(self, epoch, logs=None):
+        self.current = epoch
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if (self.current, batch) == (self.epoch, self.batch):
+            self.model.weights[0].assign(np.full(self.model.weights[0].shape, np.nan, "float32"))
 
 
-def test_resume_equals_an_uninterrupted_run_and_runs_are_reproducible(folder_root, tmp_path):
-    straight = fit(_config(folder_root, tmp_path / "straight"))
-    interrupted = tmp_path / "interrupted"
-    with pytest.raises(KeyboardInterrupt):
-        fit(_config(folder_root, interrupted), callbacks=[_Interrupt(at=1)])
-    assert not (interrupted / "model_final.keras").exists()
-    assert [row["epoch"] for row in _history(interrupted)] == ["0", "1"]
-    fit(RunConfig(), resume=interrupted)  # the run's own config.json is used
+def _disk_full_at_second_checkpoint(monkeypatch):
+    """The second checkpoint's optimizer file hits a full disk (its weights file is already written)."""
+    calls = []
+    original = checkpoint.write_optimizer
 
-    a, b = _history(straight), _history(interrupted)
-    assert [row["epoch"] for row in b] == ["0", "1", "2"]
+    def write(model, path):
+        calls.append(path)
+        if len(calls) == 2:
+            path.write_bytes(b"PK")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        original(model, path)
+
+    monkeypatch.setattr(checkpoint, "write_optimizer", write)
+
+
+def _killed_during_evaluation(monkeypatch):
+    def evaluate_model(model, samples, data_cfg, out_dir, **kwargs):
+        (Path(out_dir) / "results.csv").write_text("name,score\nhalf a li")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(evaluate, "evaluate_model", evaluate_model)
+
+
+def test_resume_after_faults_equals_an_uninterrupted_run(folder_data, tmp_path, monkeypatch):
+    straight = fit(_config(folder_data.root, tmp_path / "straight", epochs=2))
+    runner, run = CliRunner(), tmp_path / "run"
+    monkeypatch.chdir(tmp_path)  # relative --data-root and --run-dir: stored resolved
+    with monkeypatch.context() as patch:  # 1. disk full in the middle of the second checkpoint
+        _disk_full_at_second_checkpoint(patch)
+        result = runner.invoke(main, ["fit", "--dataset", "folder", "--data-root", "folder", "--width", "64",
+                                      "--height", "64", "--epochs", "2", "--lr", "0.01", "--batch-size", "2",
+                                      "--validate-every", "1", "--seed", "5", "--dilate", "1", "--w-pos", "1",
+                                      "--run-dir", "run"])  # = _config: the folder preset's dilate, w_pos
+    assert result.exit_code == 1, result.output
+    assert result.stderr.startswith(f"Error: Could not write {run / 'checkpoint' / 'epoch-0002'}: No space "
+                                    "left on device (about ") and result.stderr.count("\n") == 1
+    stored = json.loads((run / "config.json").read_text())
+    assert (stored["data"]["root"], stored["run_dir"]) == (str(folder_data.root), str(run))
+    assert sorted(p.name for p in (run / "checkpoint").iterdir()) == ["epoch-0001"]
+
+    moved = folder_data.root.rename(tmp_path / "moved")  # 2. the data moved: --data-root, checked
+    result = runner.invoke(main, ["fit", "--resume", "run"])
+    assert result.exit_code == 1
+    assert "does not exist (moved?); give its new place with --data-root" in result.stderr
+    write_folder(tmp_path / "other", counts={"train": (6, 4, 3), "test": (3, 2, 2)})
+    result = runner.invoke(main, ["fit", "--resume", "run", "--data-root", "other"])
+    assert result.exit_code == 1 and ("is not this run's: its train split has 10 images, the run was trained"
+                                      " with 9 (e.g. 'train/ok/good005' not in the run") in result.stderr
+    assert json.loads((run / "config.json").read_text()) == stored
+
+    with pytest.raises(FloatingPointError, match=r"loss became nan at epoch 2, batch 2; training stopped\. "
+                                                 r"The checkpoint of the last good epoch is kept"):
+        fit(RunConfig(), resume=run, data_root="moved", callbacks=[_Poison(epoch=1, batch=1)])  # 3. NaN
+    assert json.loads((run / "config.json").read_text())["data"]["root"] == str(moved)  # recorded
+    assert sorted(p.name for p in (run / "checkpoint").iterdir()) == ["epoch-0001"]
+
+    with monkeypatch.context() as patch:  # 4. killed during the final evaluation
+        _killed_during_evaluation(patch)
+        with pytest.raises(KeyboardInterrupt):
+            fit(RunConfig(), resume=run)
+    assert (run / "model_final.keras").is_file() and not (run / "finished.json").exists()
+
+    result = runner.invoke(main, ["fit", "--resume", "run"])  # 5. completes it: nothing left to train
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip().splitlines()[-1] == str(run) and (run / "finished.json").is_file()
+    assert "Epoch " not in result.output
+
+    a, b = _history(straight), _history(run)
+    assert [row["epoch"] for row in b] == ["0", "1"]
     for row_a, row_b in zip(a, b):
         for column in (*LOSS_COLUMNS, "val_ap"):
             assert float(row_b[column]) == pytest.approx(float(row_a[column]), rel=1e-5, abs=1e-7), column
     model_a = keras.saving.load_model(straight / "model_final.keras")
-    model_b = keras.saving.load_model(interrupted / "model_final.keras")
+    model_b = keras.saving.load_model(run / "model_final.keras")
     for wa, wb in zip(model_a.weights, model_b.weights):
         np.testing.assert_allclose(wb.numpy(), wa.numpy(), rtol=1e-5, atol=1e-6, err_msg=wa.path)
-    assert json.loads((interrupted / "sampler.json").read_text()) == \
-        json.loads((straight / "sampler.json").read_text())
-    with pytest.raises(FileExistsError, match="already finished"):
-        fit(RunConfig(), resume=interrupted)
+    metrics_a, metrics_b = (json.loads((r / "metrics.json").read_text()) for r in (straight, run))
+    for key in ("ap", "auc", "threshold", "fp", "fn"):
+        assert metrics_b[key] == pytest.approx(metrics_a[key], abs=1e-6), key
+    samplers = [json.loads((r / "sampler.json").read_text()) for r in (straight, run)]
+    assert samplers[0] == samplers[1]
+    with open(run / "results.csv", newline="") as f:
+        assert len(list(csv.DictReader(f))) == 5  # the half-written one was replaced
+
+    result = runner.invoke(main, ["fit", "--resume", "run"])  # 6. finished: refused, nothing touched
+    assert result.exit_code == 1 and "this run already finished (finished.json exists)" in result.stderr
+
+
+@pytest.mark.parametrize("how", ["immutable", "read-only"])
+def test_fit_into_a_folder_it_cannot_write_is_one_line_before_any_work(folder_root, tmp_path, how):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    command = (["chattr", "+i", str(locked)] if how == "immutable" else
+               ["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(locked)])
+    if os.geteuid() != 0 or shutil.which(command[0]) is None or subprocess.run(command).returncode != 0:
+        pytest.skip(f"needs root and {command[0]}")
+    try:
+        args = ["fit", "--dataset", "folder", "--data-root", str(folder_root), "--width", "64",
+                "--height", "64", "--run-dir", str(locked / "run")]
+        result = CliRunner().invoke(main, args)
+    finally:
+        subprocess.run(["chattr", "-i", str(locked)] if how == "immutable" else ["umount", str(locked)])
+    reason = "Operation not permitted" if how == "immutable" else "Read-only file system"
+    assert result.exit_code == 1
+    assert result.stderr == (f"Error: Cannot write into {locked}: {reason}; expected a writable folder for "
+                             "the run (choose another with --run-dir)\n")
+    assert "Decoding" not in result.output and not (locked / "run").exists()
 
 
 def test_precision_policy_is_scoped_and_auto_means_float32_on_cpu():
