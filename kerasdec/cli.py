@@ -307,6 +307,10 @@ def bench(dataset: str, width: int | None, height: int | None, channels: int | N
     if json_path is not None and Path(json_path).exists():
         raise click.ClickException(f"--json {json_path} already exists; choose a new file "
                                    "(results are never overwritten)")
+    if json_path is not None:
+        from kerasdec.rundir import check_writable
+
+        check_writable(Path(json_path).absolute().parent, flag="--json")  # before minutes of benchmarking
     given = {"width": width, "height": height, "channels": channels}
     size = {**INPUTS[dataset], **{k: v for k, v in given.items() if v is not None}}
     try:

@@ -199,9 +199,13 @@ def remove_temporaries(folder: Path | str) -> list[str]:
     return [p.name for p in stale]
 
 
-def check_writable(folder: Path | str) -> None:
+def check_writable(folder: Path | str, flag: str = "--run-dir") -> None:
     """Create ``folder`` if needed and write and delete a probe file in it (root ignores permission
     bits and ``chattr +i`` folders refuse root too, so ``os.access`` cannot tell).
+
+    Args:
+        folder: where output will go.
+        flag: the option that chooses it, named in the message.
 
     Raises:
         OSError: the folder cannot be created or written (read-only disk, permissions, immutable).
@@ -214,7 +218,7 @@ def check_writable(folder: Path | str) -> None:
         probe.unlink()
     except OSError as err:
         raise OSError(err.errno, f"Cannot write into {folder}: {err.strerror or err}; expected a "
-                      "writable folder for the run (choose another with --run-dir)") from err
+                      f"writable folder (choose another with {flag})") from err
 
 
 def write_bytes(path: Path | str, data: bytes, *, overwrite: bool = True) -> Path:

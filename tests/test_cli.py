@@ -1,3 +1,4 @@
+import pytest
 from click.testing import CliRunner
 
 from kerasdec.cli import build_fit_config, main
@@ -109,3 +110,29 @@ def test_cli_turns_faults_into_one_line_and_exit_1(monkeypatch):
     monkeypatch.setattr(trainer, "fit", _fake_fit(TypeError("a bug")))
     result = runner.invoke(main, ["fit", "--epochs", "1"])  # a bug keeps its traceback
     assert result.exit_code == 1 and isinstance(result.exception, TypeError)
+
+
+def test_bench_refuses_an_unwritable_json_folder_before_benchmarking(tmp_path, monkeypatch):
+    import os
+    import shutil
+    import subprocess
+
+    import kerasdec.bench
+
+    def benchmark(**kwargs):
+        raise AssertionError("benchmarked before checking --json")
+
+    monkeypatch.setattr(kerasdec.bench, "benchmark", benchmark)
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    lock = ["chattr", "+i", str(locked)]
+    if os.geteuid() != 0 or shutil.which("chattr") is None or subprocess.run(lock).returncode:
+        pytest.skip("needs root and chattr")
+    try:
+        result = CliRunner().invoke(main, ["bench", "--width", "64", "--height", "64", "--json",
+                                           str(locked / "b.json")])
+    finally:
+        subprocess.run(["chattr", "-i", str(locked)])
+    assert result.exit_code == 1 and result.stderr == (
+        f"Error: Cannot write into {locked}: Operation not permitted; expected a writable folder (choose "
+        "another with --json)\n")

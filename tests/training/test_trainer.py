@@ -223,8 +223,8 @@ def test_fit_into_a_folder_it_cannot_write_is_one_line_before_any_work(folder_ro
         subprocess.run(["chattr", "-i", str(locked)] if how == "immutable" else ["umount", str(locked)])
     reason = "Operation not permitted" if how == "immutable" else "Read-only file system"
     assert result.exit_code == 1
-    assert result.stderr == (f"Error: Cannot write into {locked}: {reason}; expected a writable folder for "
-                             "the run (choose another with --run-dir)\n")
+    assert result.stderr == (f"Error: Cannot write into {locked}: {reason}; expected a writable folder "
+                             "(choose another with --run-dir)\n")
     assert "Decoding" not in result.output and not (locked / "run").exists()
 
 
