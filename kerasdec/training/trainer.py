@@ -158,8 +158,9 @@ def finish_run(model: keras.Model, run_dir: Path, cfg: RunConfig, test: list[Sam
                sampler: FrequencySampler) -> Path:
     """Save the final model, sampler state and curves; evaluate on the test split; mark it finished.
 
-    Every file is written under a temporary name and renamed; finished.json comes last, so a run
-    killed anywhere in here is unfinished and ``--resume`` redoes this step (from the last checkpoint).
+    finished.json comes last: a run killed anywhere in here is unfinished, and ``--resume`` redoes this
+    step from the last checkpoint (the weights after the last epoch), first deleting what an interrupted
+    evaluation left.
     """
     from kerasdec.evaluation.evaluate import evaluate_model
 

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 class ValidateAP(keras.callbacks.Callback):
     """Every ``every`` epochs and at the last epoch: AP on the validation set into ``logs["val_ap"]``.
 
-    Epochs without validation log NaN (CSVLogger fixes its columns at the first epoch). An AP above the
+    Epochs without validation log NaN (every row of history.csv has the same columns). An AP above the
     best so far saves the model to ``best_path``; ``tracker`` (shared with the checkpoint callback, so a
     resumed run keeps its best) holds best_val_ap and best_epoch.
     """
