@@ -126,6 +126,46 @@ def synthetic_batch(cfg: RunConfig, seed: int = 0) -> tuple[np.ndarray, dict, di
     return x, {"seg": seg, "decision": decision}, weights
 
 
+class ModelTimer:
+    """Run the compiled training step and the forward pass of one model on one batch, on demand.
+
+    ``train(n)`` / ``forward(n)`` run n steps and return seconds per step, synchronised once at the
+    end (the loss or the outputs are read back). Used for interleaved comparisons, where the caller
+    alternates this timer with another framework's in rounds.
+
+    Args:
+        model: a compiled, built SegDecNet (``trainer.build_model``).
+        batch: (x, y, sample_weight) in the training layout (``synthetic_batch``).
+        jit_forward: XLA for the forward pass; None = the model's own ``jit_compile`` setting.
+    """
+
+    def __init__(self, model: keras.Model, batch: tuple, jit_forward: bool | None = None) -> None:
+        self.model = model
+        self.batch = batch
+        dataset = tf.data.Dataset.from_tensors(batch).repeat()
+        self._iterator = iter(model.distribute_strategy.experimental_distribute_dataset(dataset))
+        model.make_train_function()
+        jit = bool(model.jit_compile) if jit_forward is None else jit_forward
+        self._forward = tf.function(lambda x: model(x, training=False), jit_compile=jit)
+        self._x = tf.convert_to_tensor(batch[0])
+
+    def train(self, steps: int) -> float:
+        """Seconds per training step over ``steps`` steps (``fit``'s own compiled step)."""
+        start = time.perf_counter()
+        for _ in range(steps):
+            logs = self.model.train_function(self._iterator)
+        float(logs["loss"])  # waits for the last step
+        return (time.perf_counter() - start) / steps
+
+    def forward(self, steps: int) -> float:
+        """Seconds per forward pass (inference) over ``steps`` passes."""
+        start = time.perf_counter()
+        for _ in range(steps):
+            outputs = self._forward(self._x)
+        np.asarray(outputs["decision"])  # waits for the last pass
+        return (time.perf_counter() - start) / steps
+
+
 def time_training(model: keras.Model, batch: tuple, steps: int, warmup: int) -> dict[str, float]:
     """Time ``model.train_function`` (the step ``fit`` runs) on a repeated batch; see the module doc."""
     dataset = tf.data.Dataset.from_tensors(batch).repeat()
