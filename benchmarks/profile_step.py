@@ -80,9 +80,9 @@ def summarise(times: dict[tuple[str, str], float], wall_ms: float) -> str:
         groups[group_of(name, op_type)] += ms
         kinds["oneDNN (_Mkl*)" if op_type.startswith("_Mkl") else "Eigen / TF"] += ms
         types[op_type] += ms
-    out = [f"wall time per step {wall_ms:.1f} ms; summed op time {total:.1f} ms", "", "| group | ms | share |",
-           "|---|---|---|"]
-    out += [f"| {g} | {ms:.1f} | {100 * ms / total:.1f}% |" for g, ms in sorted(groups.items(), key=lambda i: -i[1])]
+    out = [f"wall time per step {wall_ms:.1f} ms; summed op time {total:.1f} ms", "",
+           "| group | ms | share |", "|---|---|---|"]
+    out += [f"| {g} | {ms:.1f} | {100 * ms / total:.1f}% |" for g, ms in groups.most_common()]
     out += ["", "| kernel library | ms | share |", "|---|---|---|"]
     out += [f"| {k} | {ms:.1f} | {100 * ms / total:.1f}% |" for k, ms in kinds.most_common()]
     out += ["", "| op type | ms | share |", "|---|---|---|"]

@@ -158,7 +158,8 @@ class Worker:
         loss = self.step()
         after = export_weights(self.model)
         result = {"decision": decision.numpy(), "seg": seg.numpy().transpose(0, 2, 3, 1),
-                  "seg_loss": np.float32(seg_loss), "cls_loss": np.float32(cls_loss), "loss": np.float32(loss)}
+                  "seg_loss": np.float32(seg_loss), "cls_loss": np.float32(cls_loss),
+                  "loss": np.float32(loss)}
         result.update({f"delta_{k}": after[k] - before[k] for k in before})
         np.savez(out, **result)
         load_weights(self.model, before)
