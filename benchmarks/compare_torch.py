@@ -33,6 +33,7 @@ sys.path.insert(0, str(HERE.parent))  # this checkout's kerasdec
 
 from kerasdec import bench  # noqa: E402
 from kerasdec.config import DataConfig, RunConfig, TrainConfig  # noqa: E402
+from kerasdec.models.rowconv import native_convolutions  # noqa: E402
 from kerasdec.models.step import summed_losses  # noqa: E402
 from kerasdec.training.trainer import build_model, precision_policy  # noqa: E402
 
@@ -62,11 +63,12 @@ def weights(model) -> dict[str, np.ndarray]:
 class TorchWorker:
     """The PyTorch side: a subprocess answering one JSON line per command."""
 
-    def __init__(self) -> None:
+    def __init__(self, threads: int | None = None) -> None:
         if not TORCH_PYTHON.is_file():
             sys.exit(f"{TORCH_PYTHON} not found; run benchmarks/setup_torch.sh first")
+        env = dict(os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {}))
         self.proc = subprocess.Popen([str(TORCH_PYTHON), str(HERE / "torch_segdec.py"), "--worker"],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
 
     def __call__(self, cmd: str, **kwargs) -> dict:
         self.proc.stdin.write(json.dumps({"cmd": cmd, **kwargs}) + "\n")
@@ -121,35 +123,55 @@ def run_config(size: tuple[int, int], batch: int, args, worker: TorchWorker, tmp
         info = worker("setup", arrays=str(arrays), lr=LR)
         worker("check", out=str(tmp / "out.npz"))
         errors = check_same(model, timer, dict(np.load(tmp / "out.npz")))
-        timer.train(args.warmup)
-        timer.forward(args.warmup)
+        sides = {"keras": timer}
+        if args.also_native:  # the same model traced with oneDNN's convolution everywhere
+            with native_convolutions():  # a second model: Keras caches one train_function per model
+                twin = build_model(cfg)
+                twin.set_weights(model.get_weights())
+                native = bench.ModelTimer(twin, timer.batch)
+                native.train(1)
+                native.forward(1)
+            sides["native"] = native
+        for side in sides.values():
+            side.train(args.warmup)
+            side.forward(args.warmup)
         worker("train", steps=args.warmup)
         worker("forward", steps=args.warmup)
-        times = {"keras_train": [], "torch_train": [], "keras_forward": [], "torch_forward": []}
+        times = {f"{side}_{kind}": [] for side in [*sides, "torch"] for kind in ("train", "forward")}
         for _ in range(args.rounds):
-            times["keras_train"].append(timer.train(args.steps))
-            times["torch_train"].append(worker("train", steps=args.steps)["seconds"])
-            times["keras_forward"].append(timer.forward(args.steps))
-            times["torch_forward"].append(worker("forward", steps=args.steps)["seconds"])
+            for kind in ("train", "forward"):
+                for name, side in sides.items():
+                    times[f"{name}_{kind}"].append(getattr(side, kind)(args.steps))
+                times[f"torch_{kind}"].append(worker(kind, steps=args.steps)["seconds"])
     med = {k: float(np.median(v)) for k, v in times.items()}
     return {"width": width, "height": height, "batch": batch, "jit": bool(args.jit), **info,
             "max_relative_difference": errors, "rounds": args.rounds, "steps": args.steps,
             "median_s": med, "all_s": times,
             "train_speedup": med["torch_train"] / med["keras_train"],
-            "forward_speedup": med["torch_forward"] / med["keras_forward"]}
+            "forward_speedup": med["torch_forward"] / med["keras_forward"],
+            **({"native_train_speedup": med["torch_train"] / med["native_train"],
+                "native_forward_speedup": med["torch_forward"] / med["native_forward"]}
+               if args.also_native else {})}
 
 
 def table(results: list[dict]) -> str:
+    """Markdown: per input and batch, milliseconds of each side and kerasdec's speed-up over PyTorch."""
+    native = "native_train" in results[0]["median_s"]
+    extra = " oneDNN-conv train ms | oneDNN-conv fwd ms |" if native else ""
     lines = ["| input | batch | kerasdec train ms | PyTorch train ms | train × | kerasdec fwd ms | "
-             "PyTorch fwd ms | forward × | max rel. diff (out / SGD update) |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             f"PyTorch fwd ms | forward × |{extra} max rel. diff: outputs / SGD update (worst tensor) |",
+             "|---|---|---|---|---|---|---|---|" + ("---|---|" if native else "") + "---|"]
     for r in results:
         m, e = r["median_s"], r["max_relative_difference"]
-        lines.append(f"| {r['width']}×{r['height']} | {r['batch']} | {1000 * m['keras_train']:.0f} | "
-                     f"{1000 * m['torch_train']:.0f} | {r['train_speedup']:.2f} | "
-                     f"{1000 * m['keras_forward']:.0f} | {1000 * m['torch_forward']:.0f} | "
-                     f"{r['forward_speedup']:.2f} | {max(e['decision'], e['seg']):.1e} / "
-                     f"{e['sgd_update_max']:.1e} |")
+        cells = [f"{r['width']}×{r['height']}", str(r["batch"]), f"{1000 * m['keras_train']:.0f}",
+                 f"{1000 * m['torch_train']:.0f}", f"{r['train_speedup']:.2f}",
+                 f"{1000 * m['keras_forward']:.0f}", f"{1000 * m['torch_forward']:.0f}",
+                 f"{r['forward_speedup']:.2f}"]
+        if native:
+            cells += [f"{1000 * m['native_train']:.0f}", f"{1000 * m['native_forward']:.0f}"]
+        outputs = max(e["decision"], e["seg"])
+        cells.append(f"{outputs:.1e} / {e['sgd_update_max']:.1e} ({e['sgd_update_worst']})")
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -166,11 +188,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3, help="steps per round and side")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--jit", action="store_true", help="XLA for kerasdec's training step")
+    parser.add_argument("--also-native", action="store_true",
+                        help="also time kerasdec with oneDNN's convolution everywhere (no row-GEMM 15×15)")
+    parser.add_argument("--torch-threads", type=int, default=None, help="OMP_NUM_THREADS for PyTorch")
     parser.add_argument("--json", type=Path, help="write all results here (must not exist)")
     args = parser.parse_args()
     if args.json is not None and args.json.exists():
         sys.exit(f"--json {args.json} exists; choose a new file")
-    worker = TorchWorker()
+    worker = TorchWorker(args.torch_threads)
     results = []
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
