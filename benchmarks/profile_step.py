@@ -37,17 +37,24 @@ from kerasdec.training.trainer import build_model, precision_policy  # noqa: E40
 
 def group_of(name: str, op_type: str) -> str:
     """The reporting group of one op from its full name and type."""
-    backward = "gradient_tape/" in name
+    part = "backward" if "gradient_tape/" in name else "forward"
     if "sgd/" in name or op_type in ("AssignSubVariableOp", "ResourceApplyGradientDescent"):
         return "SGD update"
-    if "Conv2D" in op_type or "/conv" in name and "Conv" in op_type:
-        which = "15x15x1024 conv" if "segmentation_1/block9" in name else "other convs"
-        part = ("backward-input" if "BackpropInput" in op_type else
-                "backward-filter" if "BackpropFilter" in op_type else "forward")
-        return f"{which} {part}"
     if "/norm" in name:
-        return f"FeatureNorm {'backward' if backward else 'forward'}"
-    return f"other {'backward' if backward else 'forward'}"
+        return f"FeatureNorm {part}"
+    if "row_gemm_conv2d_grad" in name:
+        return "15x15x1024 conv backward (row-GEMM)"
+    if "segmentation_1/block9" in name or "segmentation/block9" in name:  # conv (oneDNN or row-GEMM)
+        if "BackpropInput" in op_type:
+            part = "backward-input"
+        elif "BackpropFilter" in op_type:
+            part = "backward-filter"
+        return f"15x15x1024 conv {part}"
+    if "Conv2D" in op_type:
+        kind = ("backward-input" if "BackpropInput" in op_type else
+                "backward-filter" if "BackpropFilter" in op_type else "forward")
+        return f"other convs {kind}"
+    return f"other {part}"
 
 
 def op_times(logdir: Path, steps: int) -> dict[tuple[str, str], float]:
@@ -102,7 +109,11 @@ def main() -> None:
     parser.add_argument("--forward", action="store_true", help="profile the forward pass instead")
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--logdir", type=Path, default=None)
+    parser.add_argument("--summarise", type=Path, default=None, help="only summarise this existing trace dir")
     args = parser.parse_args()
+    if args.summarise is not None:
+        print(summarise(op_times(args.summarise, args.steps), float("nan")))
+        return
     width, height = (int(v) for v in args.size.lower().split("x"))
     cfg = RunConfig(data=DataConfig(width=width, height=height),
                     train=TrainConfig(batch_size=args.batch, precision=args.precision, jit=args.jit))

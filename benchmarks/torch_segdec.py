@@ -161,9 +161,28 @@ class Worker:
                   "seg_loss": np.float32(seg_loss), "cls_loss": np.float32(cls_loss),
                   "loss": np.float32(loss)}
         result.update({f"delta_{k}": after[k] - before[k] for k in before})
-        np.savez(out, **result)
         load_weights(self.model, before)
+        result.update(self.float64_deltas(before))
+        np.savez(out, **result)
         return {"written": out}
+
+    def float64_deltas(self, weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """One SGD step of the same network in float64: the reference both float32 versions approach."""
+        model = SegDec(self.x.shape[1]).double()
+        load_weights(model, {k: v.astype(np.float64) for k, v in weights.items()})
+        decision, seg = model(self.x.double())
+        seg_loss = F.binary_cross_entropy_with_logits(seg, self.seg.double(), reduction="none")
+        cls_loss = F.binary_cross_entropy_with_logits(decision, self.decision.double(), reduction="sum")
+        (seg_loss.mean(dim=(1, 2, 3)).sum() + cls_loss).backward()
+        lr = self.optimizer.param_groups[0]["lr"]
+        grads = {}
+        for i, block in enumerate(model.blocks()):
+            grads[f"b{i}_kernel"] = block.conv.weight.grad.numpy().transpose(2, 3, 1, 0)
+            grads[f"b{i}_scale"] = block.norm.scale.grad.numpy().ravel()
+            grads[f"b{i}_bias"] = block.norm.bias.grad.numpy().ravel()
+        grads["dense_kernel"] = model.dense.weight.grad.numpy().T
+        grads["dense_bias"] = model.dense.bias.grad.numpy()
+        return {f"delta64_{k}": -lr * g for k, g in grads.items()}
 
     def train(self, steps: int) -> dict:
         self.model.train()

@@ -109,6 +109,10 @@ def row_gemm_conv2d(x: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
     y = tf.add_n(parts)  # (B, H, W, O)
 
     def grad(dy: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        with tf.name_scope("row_gemm_conv2d_grad"):  # named, so profiles can attribute the backward pass
+            return _grad(dy)
+
+    def _grad(dy: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         d_kernel = [tf.zeros((kc, outputs), kernel.dtype)] * k
         d_cols = []
         for a, lo, hi, out_lo in ranges:
