@@ -52,6 +52,7 @@ class SuiteConfig:
     steps: int = 5  # steps per repeat
     warmup: int = 2  # untimed steps after the first (tracing) call
     repeats: int = 3  # repeats; rows give the median
+    model: bool = True  # add the training-step and forward rows
     pipeline: bool = True  # add the input-pipeline rows
     pipeline_images: int = 32  # images written for the pipeline rows (half defective)
     export: bool = False  # add SavedModel and TFLite rows (converting takes minutes per size)
@@ -207,7 +208,7 @@ def run_suite(cfg: SuiteConfig) -> dict[str, Any]:
                "matmul_gflops": matmul, "load_average_start": os.getloadavg()[0]}
     rows: list[dict[str, Any]] = []
     for size in cfg.sizes:
-        for precision in dict.fromkeys(cfg.precisions):
+        for precision in dict.fromkeys(cfg.precisions) if cfg.model else ():
             for jit in dict.fromkeys(cfg.jits):
                 rows += model_rows(size, precision, jit, cfg, matmul)
         if cfg.pipeline:

@@ -250,6 +250,7 @@ def _parse_sizes(ctx: click.Context, param: click.Parameter, values: tuple[str, 
               help="Untimed steps after the first (tracing) call.")
 @click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True,
               help="Repeats per row; the table gives the median.")
+@click.option("--model/--no-model", default=True, show_default=True, help="Training-step and forward rows.")
 @click.option("--pipeline/--no-pipeline", default=True, show_default=True, help="Input-pipeline rows.")
 @click.option("--export/--no-export", default=False, show_default=True,
               help="SavedModel and TFLite (float32, float16, int8) rows; converting takes minutes.")
@@ -260,7 +261,7 @@ def _parse_sizes(ctx: click.Context, param: click.Parameter, values: tuple[str, 
               help="Also write the table to this new Markdown file (never overwritten).")
 def bench(dataset: str, width: int | None, height: int | None, channels: int | None, sizes: tuple,
           published: bool, batch_size: int, precisions: tuple[str, ...], jit: bool | None, xla_both: bool,
-          steps: int, warmup: int, repeats: int, pipeline: bool, export: bool, quick: bool,
+          steps: int, warmup: int, repeats: int, model: bool, pipeline: bool, export: bool, quick: bool,
           json_path: str | None, markdown_path: str | None) -> None:
     """Time SegDecNet (training step, forward), the input pipeline and the exported files.
 
@@ -295,7 +296,7 @@ def bench(dataset: str, width: int | None, height: int | None, channels: int | N
     try:
         cfg = SuiteConfig(sizes=tuple(dict.fromkeys(shapes)), batch_size=batch_size,
                           precisions=precisions or ("auto",), jits=(False, True) if xla_both else (jit,),
-                          steps=steps, warmup=warmup, repeats=repeats, pipeline=pipeline,
+                          steps=steps, warmup=warmup, repeats=repeats, model=model, pipeline=pipeline,
                           pipeline_images=4 if quick else 32, export=export)
     except ValueError as err:
         raise click.UsageError(str(err)) from err

@@ -6,7 +6,7 @@ rate and reorders the 59 MB kernel on every call. Written as matrix products it 
 rate: for kernel row a (offset d = a − k//2), every output row i gets ``cols[i + d] @ W[a]``, where
 ``cols`` (B, H, W, k·C) holds the k horizontally shifted copies of the input side by side and
 ``W[a]`` is the (k·C, O) slice of the kernel. Rows of the input that fall into the zero padding are
-never multiplied (at a 16×16 map that skips 30% of the work). The backward pass is written by hand
+never multiplied (at a 16×16 map that skips 23% of the work). The backward pass is written by hand
 in the same form (three matmuls per kernel row), because TensorFlow's automatic one would turn each
 slice into a full-size zero tensor.
 
