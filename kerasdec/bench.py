@@ -248,35 +248,3 @@ def reset_gpu_peak() -> bool:
 def gpu_peak_mb() -> float:
     """Peak bytes TensorFlow allocated on GPU:0 since the last reset, in MiB."""
     return tf.config.experimental.get_memory_info("GPU:0")["peak"] / (1024 * 1024)
-
-
-# (header, result key, format) of each table column.
-TABLE_COLUMNS = (("precision", "precision", "{}"), ("jit", "jit", "{}"), ("compute", "compute_dtype", "{}"),
-                 ("train img/s", "train_images_per_s", "{:.2f}"), ("ms/step", "train_ms_per_step", "{:.1f}"),
-                 ("first step s", "first_train_step_s", "{:.2f}"),
-                 ("predict img/s", "predict_images_per_s", "{:.2f}"),
-                 ("ms/batch", "predict_ms_per_batch", "{:.1f}"),
-                 ("peak RSS MiB", "host_peak_rss_mb", "{:.0f}"),
-                 ("GPU peak MiB", "gpu_peak_mb", "{:.0f}"))
-
-
-def format_table(results: list[dict[str, Any]]) -> str:
-    """A plain-text table of benchmark() results, one row each, under a line naming the setup.
-
-    Args:
-        results: benchmark() results sharing one input size and batch size.
-
-    Returns:
-        The table as a string (no trailing newline); "-" where a value is None (no GPU).
-    """
-    first = results[0]
-    setup = (f"{first['device']}; TensorFlow {first['tensorflow']}, Keras {first['keras']}; input "
-             f"{first['width']}x{first['height']}x{first['channels']}, batch {first['batch_size']}, "
-             f"{first['steps']} timed steps after {first['warmup']} warm-up")
-    rows = [[header for header, _, _ in TABLE_COLUMNS]]
-    for result in results:
-        rows.append(["-" if result[key] is None else fmt.format(result[key])
-                     for _, key, fmt in TABLE_COLUMNS])
-    widths = [max(len(row[i]) for row in rows) for i in range(len(TABLE_COLUMNS))]
-    lines = ["  ".join(cell.rjust(width) for cell, width in zip(row, widths)) for row in rows]
-    return "\n".join([setup, *lines])

@@ -14,8 +14,10 @@ counted, as usual), achieved FLOP/s of every model row, and its share of the mat
 the same process (``matmul_gflops``: a 2048² ``tf.matmul`` in float32 and bfloat16).
 
 Row keys: kind, variant (precision, "cached"/"cold", TFLite mode), jit (None where it does not
-apply), width, height, channels, batch_size, median_ms (per step or batch), images_per_s, all_ms,
-gflops_per_image and achieved_gflops and matmul_fraction (model rows), error (a failed export).
+apply), width, height, channels, batch_size, median_ms (per step or batch), images_per_s, all_ms;
+model rows also gflops_per_image, achieved_gflops, matmul_fraction, first_call_s (tracing, plus XLA
+compilation, plus one step) and peak_rss_mb (the whole process's peak so far); tflite rows file_mb;
+a failed export has error instead of a time.
 """
 
 from __future__ import annotations
@@ -150,13 +152,16 @@ def model_rows(size: tuple[int, int, int], precision: str, jit: bool | None, cfg
         used_jit = bool(model.jit_compile)
         peak = matmul["bfloat16" if "bfloat16" in resolved else "float32"]
         for kind, call in (("train", timer.train), ("forward", timer.forward)):
-            call(1 + cfg.warmup)  # trace (and compile) + warm-up
+            first_s = call(1)  # trace (and compile under XLA) + one step
+            if cfg.warmup:
+                call(cfg.warmup)
             all_ms = [1000 * call(cfg.steps) for _ in range(cfg.repeats)]
             per_image = flops[kind]
             achieved = per_image * cfg.batch_size / (float(np.median(all_ms)) / 1000) / 1e9
             rows.append(_row(kind, resolved, used_jit, size, cfg.batch_size, all_ms,
                              gflops_per_image=per_image / 1e9, achieved_gflops=achieved,
-                             matmul_fraction=achieved / peak))
+                             matmul_fraction=achieved / peak, first_call_s=first_s,
+                             peak_rss_mb=bench.peak_rss_mb()))
             log.info("%s %s jit=%s %dx%d: %.1f ms", kind, resolved, used_jit, width, height,
                      rows[-1]["median_ms"])
     return rows

@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 from click.testing import CliRunner
 
-from kerasdec.bench import TIMING_KEYS, benchmark, format_table
+from kerasdec.bench import TIMING_KEYS, benchmark
 from kerasdec.cli import main
 
 TINY = {"width": 64, "height": 64, "steps": 2, "warmup": 1}
@@ -78,15 +78,6 @@ def test_bad_arguments_are_refused_before_any_work():
         benchmark(width=100)
     with pytest.raises(ValueError, match=r"precision='half'"):
         benchmark(precision="half")
-
-
-def test_table_has_a_row_per_result_and_dashes_without_gpu(float32_result):
-    other = {**float32_result, "precision": "mixed_float16", "gpu_peak_mb": None}
-    lines = format_table([float32_result, other]).splitlines()
-    assert len(lines) == 4 and "input 64x64x1, batch 2" in lines[0]
-    assert lines[1].split()[:3] == ["precision", "jit", "compute"]
-    assert lines[2].split()[0] == "float32" and lines[3].split()[0] == "mixed_float16"
-    assert lines[3].split()[-1] == "-"
 
 
 def test_cli_quick_has_rows_per_precision_and_pipeline_writes_json_markdown_never_overwrites(tmp_path):
