@@ -236,7 +236,7 @@ def markdown_table(result: dict[str, Any]) -> str:
         jit = "-" if r["jit"] is None else ("on" if r["jit"] else "off")
         flops = [f"{r['gflops_per_image']:.1f}", f"{r['achieved_gflops']:.1f}",
                  f"{100 * r['matmul_fraction']:.0f}%"] if "gflops_per_image" in r else ["-", "-", "-"]
-        timing = ([f"{r['median_ms']:.1f}", f"{r['images_per_s']:.1f}"] if "error" not in r
+        timing = ([f"{r['median_ms']:.1f}", f"{r['images_per_s']:.3g}"] if "error" not in r
                   else ["failed", r["error"][:60]])
         shape = f"{r['width']}×{r['height']}×{r['channels']}"
         lines.append("| " + " | ".join([r["kind"], r["variant"], jit, shape, str(r["batch_size"]), *timing,

@@ -52,7 +52,7 @@ def test_markdown_table_marks_missing_values_and_failed_exports():
                "load_average_start": 1.0, "load_average_end": 2.0}
     lines = markdown_table({"machine": machine, "rows": rows}).splitlines()
     assert lines[0].startswith("CPU: test; TensorFlow 2; matmul 48 GFLOP/s float32, 96 bfloat16")
-    assert lines[4] == "| train | float32 | off | 64×64×1 | 1 | 4.0 | 250.0 | 1.5 | 12.0 | 25% |"
+    assert lines[4] == "| train | float32 | off | 64×64×1 | 1 | 4.0 | 250 | 1.5 | 12.0 | 25% |"
     assert lines[5] == "| tflite | int8 | - | 64×64×1 | 1 | failed | TFLiteCheckError: x | - | - | - |"
 
 
