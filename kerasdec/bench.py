@@ -126,6 +126,46 @@ def synthetic_batch(cfg: RunConfig, seed: int = 0) -> tuple[np.ndarray, dict, di
     return x, {"seg": seg, "decision": decision}, weights
 
 
+class ModelTimer:
+    """Run the compiled training step and the forward pass of one model on one batch, on demand.
+
+    ``train(n)`` / ``forward(n)`` run n steps and return seconds per step, synchronised once at the
+    end (the loss or the outputs are read back). Used for interleaved comparisons, where the caller
+    alternates this timer with another framework's in rounds.
+
+    Args:
+        model: a compiled, built SegDecNet (``trainer.build_model``).
+        batch: (x, y, sample_weight) in the training layout (``synthetic_batch``).
+        jit_forward: XLA for the forward pass; None = the model's own ``jit_compile`` setting.
+    """
+
+    def __init__(self, model: keras.Model, batch: tuple, jit_forward: bool | None = None) -> None:
+        self.model = model
+        self.batch = batch
+        dataset = tf.data.Dataset.from_tensors(batch).repeat()
+        self._iterator = iter(model.distribute_strategy.experimental_distribute_dataset(dataset))
+        model.make_train_function()
+        jit = bool(model.jit_compile) if jit_forward is None else jit_forward
+        self._forward = tf.function(lambda x: model(x, training=False), jit_compile=jit)
+        self._x = tf.convert_to_tensor(batch[0])
+
+    def train(self, steps: int) -> float:
+        """Seconds per training step over ``steps`` steps (``fit``'s own compiled step)."""
+        start = time.perf_counter()
+        for _ in range(steps):
+            logs = self.model.train_function(self._iterator)
+        float(logs["loss"])  # waits for the last step
+        return (time.perf_counter() - start) / steps
+
+    def forward(self, steps: int) -> float:
+        """Seconds per forward pass (inference) over ``steps`` passes."""
+        start = time.perf_counter()
+        for _ in range(steps):
+            outputs = self._forward(self._x)
+        np.asarray(outputs["decision"])  # waits for the last pass
+        return (time.perf_counter() - start) / steps
+
+
 def time_training(model: keras.Model, batch: tuple, steps: int, warmup: int) -> dict[str, float]:
     """Time ``model.train_function`` (the step ``fit`` runs) on a repeated batch; see the module doc."""
     dataset = tf.data.Dataset.from_tensors(batch).repeat()
@@ -208,35 +248,3 @@ def reset_gpu_peak() -> bool:
 def gpu_peak_mb() -> float:
     """Peak bytes TensorFlow allocated on GPU:0 since the last reset, in MiB."""
     return tf.config.experimental.get_memory_info("GPU:0")["peak"] / (1024 * 1024)
-
-
-# (header, result key, format) of each table column.
-TABLE_COLUMNS = (("precision", "precision", "{}"), ("jit", "jit", "{}"), ("compute", "compute_dtype", "{}"),
-                 ("train img/s", "train_images_per_s", "{:.2f}"), ("ms/step", "train_ms_per_step", "{:.1f}"),
-                 ("first step s", "first_train_step_s", "{:.2f}"),
-                 ("predict img/s", "predict_images_per_s", "{:.2f}"),
-                 ("ms/batch", "predict_ms_per_batch", "{:.1f}"),
-                 ("peak RSS MiB", "host_peak_rss_mb", "{:.0f}"),
-                 ("GPU peak MiB", "gpu_peak_mb", "{:.0f}"))
-
-
-def format_table(results: list[dict[str, Any]]) -> str:
-    """A plain-text table of benchmark() results, one row each, under a line naming the setup.
-
-    Args:
-        results: benchmark() results sharing one input size and batch size.
-
-    Returns:
-        The table as a string (no trailing newline); "-" where a value is None (no GPU).
-    """
-    first = results[0]
-    setup = (f"{first['device']}; TensorFlow {first['tensorflow']}, Keras {first['keras']}; input "
-             f"{first['width']}x{first['height']}x{first['channels']}, batch {first['batch_size']}, "
-             f"{first['steps']} timed steps after {first['warmup']} warm-up")
-    rows = [[header for header, _, _ in TABLE_COLUMNS]]
-    for result in results:
-        rows.append(["-" if result[key] is None else fmt.format(result[key])
-                     for _, key, fmt in TABLE_COLUMNS])
-    widths = [max(len(row[i]) for row in rows) for i in range(len(TABLE_COLUMNS))]
-    lines = ["  ".join(cell.rjust(width) for cell, width in zip(row, widths)) for row in rows]
-    return "\n".join([setup, *lines])

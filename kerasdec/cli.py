@@ -272,6 +272,16 @@ def export(source: str, base_dir: str, version: int | None, tflite_modes: tuple[
 
 
 # -------------------------------------------------------------------------------------------- bench
+def _parse_sizes(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple:
+    sizes = []
+    for value in values:
+        parts = value.lower().split("x")
+        if len(parts) not in (2, 3) or not all(p.isdigit() for p in parts):
+            raise click.BadParameter(f"{value!r}; expected WxH or WxHxC, e.g. 512x1408 or 232x640x3")
+        sizes.append(tuple(int(p) for p in parts))
+    return tuple(sizes)
+
+
 @main.command()
 @click.option("--dataset", type=click.Choice(["synthetic", "ksdd", "ksdd2", "dagm", "severstal", "folder"]),
               default="synthetic", show_default=True,
@@ -280,50 +290,82 @@ def export(source: str, base_dir: str, version: int | None, tflite_modes: tuple[
 @click.option("--height", type=click.IntRange(min=8), help="Input height (multiple of 8, >= 64).")
 @click.option("--channels", type=click.Choice(["1", "3"]), callback=lambda c, p, v: v and int(v),
               help="1 = grayscale, 3 = colour.")
+@click.option("--size", "sizes", multiple=True, callback=_parse_sizes,
+              help="WxH or WxHxC, repeatable (instead of --dataset/--width/--height).")
+@click.option("--published", is_flag=True, help="Add every dataset's published input size.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=2, show_default=True)
 @click.option("--precision", "precisions", multiple=True,
               type=click.Choice(["auto", "float32", "mixed_float16", "mixed_bfloat16"]),
-              help="Repeatable, one table row each (default auto: mixed_float16 on a GPU, else float32).")
+              help="Repeatable, rows each (default auto: mixed_float16 on a GPU, else float32).")
 @click.option("--jit/--no-jit", default=None, help="XLA compilation (default: on when a GPU is visible).")
-@click.option("--steps", type=click.IntRange(min=1), default=10, show_default=True,
-              help="Timed training steps (and timed inference batches).")
+@click.option("--xla-both", is_flag=True, help="Rows with XLA off AND on (overrides --jit).")
+@click.option("--steps", type=click.IntRange(min=1), default=5, show_default=True,
+              help="Timed steps (and batches) per repeat.")
 @click.option("--warmup", type=click.IntRange(min=0), default=2, show_default=True,
               help="Untimed steps after the first (tracing) call.")
+@click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Repeats per row; the table gives the median.")
+@click.option("--model/--no-model", default=True, show_default=True, help="Training-step and forward rows.")
+@click.option("--pipeline/--no-pipeline", default=True, show_default=True, help="Input-pipeline rows.")
+@click.option("--export/--no-export", default=False, show_default=True,
+              help="SavedModel and TFLite (float32, float16, int8) rows; converting takes minutes.")
+@click.option("--quick", is_flag=True, help="Smoke test: 64x64, batch 1, one step, one repeat, 4 images.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False),
               help="Also write the results to this new JSON file (never overwritten).")
-def bench(dataset: str, width: int | None, height: int | None, channels: int | None, batch_size: int,
-          precisions: tuple[str, ...], jit: bool | None, steps: int, warmup: int,
-          json_path: str | None) -> None:
-    """Time training and inference of SegDecNet on random tensors; prints one row per --precision.
+@click.option("--markdown", "markdown_path", type=click.Path(dir_okay=False),
+              help="Also write the table to this new Markdown file (never overwritten).")
+def bench(dataset: str, width: int | None, height: int | None, channels: int | None, sizes: tuple,
+          published: bool, batch_size: int, precisions: tuple[str, ...], jit: bool | None, xla_both: bool,
+          steps: int, warmup: int, repeats: int, model: bool, pipeline: bool, export: bool, quick: bool,
+          json_path: str | None, markdown_path: str | None) -> None:
+    """Time SegDecNet (training step, forward), the input pipeline and the exported files.
 
-    The model is built and compiled as `kerasdec fit` builds it; see kerasdec/bench.py for what is
-    timed. Peak RSS is the whole process's peak (so later rows include earlier ones).
+    Prints a Markdown table (medians over --repeats; FLOPs per image, achieved GFLOP/s and the share
+    of this machine's measured matmul rate); see kerasdec/bench_suite.py for what each row times.
     """
     from pathlib import Path
 
-    from kerasdec.config import DataConfig
     from kerasdec.presets import INPUTS
 
-    if json_path is not None and Path(json_path).exists():
-        raise click.ClickException(f"--json {json_path} already exists; choose a new file "
-                                   "(results are never overwritten)")
-    if json_path is not None:
-        from kerasdec.rundir import check_writable
+    for path, flag in ((json_path, "--json"), (markdown_path, "--markdown")):
+        if path is not None and Path(path).exists():
+            raise click.ClickException(f"{flag} {path} already exists; choose a new file "
+                                       "(results are never overwritten)")
+        if path is not None:
+            from kerasdec.rundir import check_writable
 
-        check_writable(Path(json_path).absolute().parent, flag="--json")  # before minutes of benchmarking
+            check_writable(Path(path).absolute().parent, flag=flag)  # before minutes of benchmarking
     given = {"width": width, "height": height, "channels": channels}
-    size = {**INPUTS[dataset], **{k: v for k, v in given.items() if v is not None}}
+    default = {**INPUTS[dataset], **{k: v for k, v in given.items() if v is not None}}
+    shapes = [(w, h, c or default["channels"]) for w, h, *c in sizes] or [
+        (default["width"], default["height"], default["channels"])]
+    if published:
+        shapes += [(v["width"], v["height"], v["channels"]) for v in INPUTS.values()]
+    if quick:
+        shapes, batch_size, steps, warmup, repeats = [(64, 64, shapes[0][2])], 1, 1, 0, 1
+    from kerasdec.config import DataConfig
+
     try:
-        DataConfig(**size)  # flag errors before the slow tensorflow import
+        for w, h, c in shapes:  # flag errors before the slow tensorflow import
+            DataConfig(width=w, height=h, channels=c)
     except ValueError as err:
         raise click.UsageError(str(err)) from err
-    from kerasdec.bench import benchmark, format_table
+    from kerasdec.bench_suite import SuiteConfig
 
-    results = [benchmark(**size, batch_size=batch_size, precision=precision, jit=jit, steps=steps,
-                         warmup=warmup) for precision in dict.fromkeys(precisions or ("auto",))]
-    click.echo(format_table(results))
-    if json_path is not None:
-        from kerasdec.rundir import write_json
+    try:
+        cfg = SuiteConfig(sizes=tuple(dict.fromkeys(shapes)), batch_size=batch_size,
+                          precisions=precisions or ("auto",), jits=(False, True) if xla_both else (jit,),
+                          steps=steps, warmup=warmup, repeats=repeats, model=model, pipeline=pipeline,
+                          pipeline_images=4 if quick else 32, export=export)
+    except ValueError as err:
+        raise click.UsageError(str(err)) from err
+    from kerasdec.bench_suite import markdown_table, run_suite
+    from kerasdec.rundir import write_json, write_text
 
-        write_json(json_path, {"results": results}, overwrite=False)
-        click.echo(f"Wrote {json_path}")
+    result = run_suite(cfg)
+    table = markdown_table(result)
+    click.echo(table)
+    for path, write, value in ((json_path, write_json, result), (markdown_path, write_text, table + "\n")):
+        if path is not None:
+            write(Path(path).resolve(), value, overwrite=False)
+            click.echo(f"Wrote {path}")

@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 from click.testing import CliRunner
 
-from kerasdec.bench import TIMING_KEYS, benchmark, format_table
+from kerasdec.bench import TIMING_KEYS, benchmark
 from kerasdec.cli import main
 
 TINY = {"width": 64, "height": 64, "steps": 2, "warmup": 1}
@@ -80,28 +80,32 @@ def test_bad_arguments_are_refused_before_any_work():
         benchmark(precision="half")
 
 
-def test_table_has_a_row_per_result_and_dashes_without_gpu(float32_result):
-    other = {**float32_result, "precision": "mixed_float16", "gpu_peak_mb": None}
-    lines = format_table([float32_result, other]).splitlines()
-    assert len(lines) == 4 and "input 64x64x1, batch 2" in lines[0]
-    assert lines[1].split()[:3] == ["precision", "jit", "compute"]
-    assert lines[2].split()[0] == "float32" and lines[3].split()[0] == "mixed_float16"
-    assert lines[3].split()[-1] == "-"
-
-
-def test_cli_prints_a_row_per_precision_writes_json_and_never_overwrites(tmp_path):
-    out = tmp_path / "bench.json"
-    args = ["bench", "--dataset", "ksdd2", "--width", "64", "--height", "64", "--batch-size", "1",
-            "--steps", "2", "--warmup", "1", "--precision", "float32", "--precision", "mixed_bfloat16",
-            "--no-jit", "--json", str(out)]
+def test_cli_quick_has_rows_per_precision_and_pipeline_writes_json_markdown_never_overwrites(tmp_path):
+    # `kerasdec bench --quick` is the suite's smoke test: structure, not timings.
+    out, md = tmp_path / "bench.json", tmp_path / "bench.md"
+    args = ["bench", "--dataset", "ksdd2", "--quick", "--precision", "float32", "--precision",
+            "mixed_bfloat16", "--no-jit", "--json", str(out), "--markdown", str(md)]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
-    rows = [line.split() for line in result.output.splitlines()]
-    assert [row[:3] for row in rows if row and row[0] in ("float32", "mixed_bfloat16")] == [
-        ["float32", "False", "float32"], ["mixed_bfloat16", "False", "bfloat16"]]
-    written = json.loads(out.read_text())["results"]
-    assert [r["precision"] for r in written] == ["float32", "mixed_bfloat16"]
-    assert {(r["width"], r["height"], r["channels"]) for r in written} == {(64, 64, 3)}  # ksdd2 is colour
+    table = [line.split("|")[1:-1] for line in result.output.splitlines() if line.startswith("| ")]
+    cells = [[c.strip() for c in row] for row in table]
+    assert cells[0][:3] == ["what", "variant", "XLA"]
+    assert [row[:5] for row in cells[1:]] == [
+        ["train", "float32", "off", "64×64×3", "1"], ["forward", "float32", "off", "64×64×3", "1"],
+        ["train", "mixed_bfloat16", "off", "64×64×3", "1"],
+        ["forward", "mixed_bfloat16", "off", "64×64×3", "1"],
+        ["pipeline", "cached", "-", "64×64×3", "1"], ["pipeline", "cold", "-", "64×64×3", "1"]]
+    written = json.loads(out.read_text())
+    assert set(written) == {"machine", "settings", "rows"}
+    assert set(written["machine"]["matmul_gflops"]) == {"float32", "bfloat16"}
+    rows = written["rows"]
+    assert [(r["kind"], r["variant"]) for r in rows][:2] == [("train", "float32"), ("forward", "float32")]
+    for r in rows:
+        assert len(r["all_ms"]) == 1 and r["median_ms"] == r["all_ms"][0]  # --quick: one repeat
+        assert r["images_per_s"] == pytest.approx(1000 / r["median_ms"])
+        assert ("gflops_per_image" in r) is (r["kind"] in ("train", "forward"))
+    assert md.read_text().splitlines()[2] == result.output.splitlines()[
+        result.output.splitlines().index(md.read_text().splitlines()[0]) + 2]
     before = out.read_text()
     again = CliRunner().invoke(main, args)
     assert again.exit_code == 1 and f"--json {out} already exists" in again.output
@@ -113,3 +117,7 @@ def test_cli_flag_errors_name_the_flag():
     assert result.exit_code == 2 and "height=60; expected a multiple of 8, at least 64" in result.output
     result = CliRunner().invoke(main, ["bench", "--steps", "0"])
     assert result.exit_code == 2 and "--steps" in result.output
+    result = CliRunner().invoke(main, ["bench", "--size", "128by128"])
+    assert result.exit_code == 2 and "expected WxH or WxHxC" in result.output
+    result = CliRunner().invoke(main, ["bench", "--size", "128x100"])
+    assert result.exit_code == 2 and "height=100; expected a multiple of 8" in result.output

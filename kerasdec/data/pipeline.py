@@ -66,6 +66,12 @@ class ElementLoader:
 
     def __call__(self, index: int | np.integer | np.ndarray) -> tuple[np.ndarray, ...]:
         """Return (image, seg, seg_weight, label, label_weight) as float32 arrays for one index."""
+        image8, *rest = self.element(index)
+        return (targets.to_float(image8), *rest)
+
+    def element(self, index: int | np.integer | np.ndarray) -> tuple[np.ndarray, ...]:
+        """Like ``__call__`` but the image stays uint8 (H, W, C): what crosses into tf.data (4× fewer
+        bytes through the GIL-holding ``numpy_function``; the float conversion runs as a TF op)."""
         index = int(index)
         entry = self._cache.get(index)
         if entry is None:
@@ -75,8 +81,7 @@ class ElementLoader:
                 if index not in self._cache and self.cached_bytes + size <= self.cache_bytes:
                     self._cache[index] = entry
                     self.cached_bytes += size
-        image8, *rest = entry
-        return (targets.to_float(image8), *rest)
+        return entry
 
     def preload(self) -> None:
         """Decode every sample once (filling the cache up to its budget); raise on the first bad file.
@@ -116,10 +121,12 @@ def _map_elements(ds: tf.data.Dataset, loader: ElementLoader, cfg: DataConfig,
     shapes = [(h, w, c), (h // 8, w // 8, 1), (h // 8, w // 8, 1), (1,), (1,)]
 
     def load(index: tf.Tensor):
-        arrays = tf.numpy_function(loader, [index], [tf.float32] * 5, name="load_element")
+        arrays = tf.numpy_function(loader.element, [index], [tf.uint8] + [tf.float32] * 4,
+                                   name="load_element")
         for array, shape in zip(arrays, shapes):
             array.set_shape(shape)
-        x, seg, seg_weight, label, label_weight = arrays
+        image8, seg, seg_weight, label, label_weight = arrays
+        x = tf.cast(image8, tf.float32) / 255.0  # = targets.to_float, outside the GIL
         return x, {"seg": seg, "decision": label}, {"seg": seg_weight, "decision": label_weight}
 
     ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
