@@ -170,8 +170,9 @@ def image_metrics(labels: Sequence[Any], scores: Sequence[float], *, fixed_thres
         ap, auc; threshold (midpoint below the F-measure-best score, see the module docstring),
         threshold_score (that F-best score), threshold_margin (threshold_score − threshold: the
         distance from the threshold to the nearest evaluated score), f_measure, tp, fp, fn, tn,
-        tpr, tnr, accuracy (all at that threshold); fp_at_05, fn_at_05 (at ``fixed_threshold``); threshold_at_fn0 (the lowest
-        positive score) and fp_at_fn0 (negatives scoring at or above it); n_pos, n_neg.
+        tpr, tnr, accuracy (all at that threshold); fp_at_05, fn_at_05 (at ``fixed_threshold``);
+        threshold_at_fn0 (the lowest positive score) and fp_at_fn0 (negatives scoring at or above
+        it); n_pos, n_neg.
 
     Raises:
         ValueError: only one class present, or malformed inputs (see ``score_curve``).

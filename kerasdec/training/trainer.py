@@ -131,6 +131,8 @@ def finish_run(model: keras.Model, run_dir: Path, cfg: RunConfig, test: list[Sam
     (run_dir / SAMPLER_FILE).write_text(json.dumps(sampler.state_dict()))
     plot_history(run_dir / HISTORY_FILE, run_dir / CURVES_FILE)
     metrics = evaluate_model(model, test, cfg.data, run_dir, batch_size=cfg.train.batch_size)
+    model.set_threshold(metrics["threshold"])  # deploy: the model file carries its decision threshold
+    model.save(run_dir / MODEL_FINAL)  # again, now with the threshold (predict/export read it from here)
     log.info("Test AP %.4f, AUC %.4f (final model); results in %s", metrics["ap"], metrics["auc"], run_dir)
     return run_dir
 
