@@ -108,7 +108,7 @@ def tiny_model():
     from kerasdec.models.segdec import SegDecNet
 
     keras.utils.set_random_seed(0)
-    model = SegDecNet(input_channels=1)
+    model = SegDecNet(input_channels=1, input_height=INPUT, input_width=INPUT)  # as kerasdec fit records it
     model(np.zeros((1, INPUT, INPUT, 1), np.float32))  # build
     return model
 

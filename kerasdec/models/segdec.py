@@ -213,10 +213,18 @@ class SegDecNet(SegDecTrainingMixin, keras.Model):
             self.set_input_size(*tuple(input_shape)[-3:-1])
         super().build_for_training(input_shape)
 
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> SegDecNet:
+        model = cls(**config)
+        model._size_from_build_shape = "input_height" not in config  # saved before the size was recorded
+        return model
+
     def build_from_config(self, config: dict[str, Any]) -> None:
-        """On loading: a file saved before the input size was recorded keeps its build shape."""
+        """On loading: a file saved before the input size was recorded takes it from its build shape
+        (``build_for_training`` builds at the training size)."""
         shape = (config or {}).get("input_shape")
-        if self.input_height is None and shape is not None and len(shape) == 4 and None not in shape[1:3]:
+        legacy = getattr(self, "_size_from_build_shape", False)
+        if legacy and shape is not None and len(shape) == 4 and None not in shape[1:3]:
             try:
                 self.set_input_size(shape[1], shape[2])
             except ValueError:
