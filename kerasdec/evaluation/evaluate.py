@@ -225,8 +225,7 @@ def evaluate_run(run_dir: Path | str, *, data_root: Path | str | None = None, sp
         OSError: the run directory is read-only or the disk is full (no folder is left behind).
     """
     from kerasdec.data.sources import load_split, validation_split
-    from kerasdec.deploy.modelfile import load_model, read_model_config
-    from kerasdec.deploy.runners import keras_info
+    from kerasdec.deploy.modelfile import read_model_config
 
     run = Path(run_dir)
     if split not in ("test", "val"):
@@ -244,16 +243,24 @@ def evaluate_run(run_dir: Path | str, *, data_root: Path | str | None = None, sp
         logger.warning("dataset %r has no validation split; evaluating on %r, as training validated",
                        data_cfg.dataset, used)
     samples = load_split(data_cfg, used, cfg.seed)
-    model = load_model(model_path(run, which))
-    size = (data_cfg.height, data_cfg.width)  # the run's own size: its data is prepared at it
-    stored = getattr(model, "threshold", None)  # not used for evaluation: no warning when missing
-    info = keras_info(model, model_path(run, which), DEFAULT_THRESHOLD if stored is None else stored, size)
-    runner = KerasRunner(model, info, f"Keras model {model_path(run, which)}")
-    out = new_folder(run, evaluation_folder(used, which))
+    out = new_folder(run, evaluation_folder(used, which))  # before the slow steps: a read-only run fails now
     try:
+        runner = _run_model(model_path(run, which), data_cfg)
         evaluate_model(runner, samples, data_cfg, out, batch_size=batch_size or cfg.train.batch_size,
                        n_figures=n_figures, seed=cfg.seed)
     except BaseException:
         shutil.rmtree(out, ignore_errors=True)  # a failed evaluation leaves no folder behind
         raise
     return out
+
+
+def _run_model(model_file: Path, data_cfg: DataConfig) -> KerasRunner:
+    """A run's model file as a runner at the run's input size (its data is prepared at that size)."""
+    from kerasdec.deploy.modelfile import load_model
+    from kerasdec.deploy.runners import keras_info
+
+    model = load_model(model_file)
+    stored = getattr(model, "threshold", None)  # not used by the evaluation: no warning when missing
+    threshold = DEFAULT_THRESHOLD if stored is None else stored
+    info = keras_info(model, model_file, threshold, (data_cfg.height, data_cfg.width))
+    return KerasRunner(model, info, f"Keras model {model_file}")
