@@ -83,9 +83,10 @@ def check_out(out_dir: Path) -> None:
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise FileExistsError(f"output folder {out_dir} exists and is not empty; expected a new or empty "
                               "folder (predict never overwrites): choose another --out")
-    if not os.access(out_dir.parent if out_dir.parent.exists() else Path.cwd(), os.W_OK):
-        raise PermissionError(f"--out {out_dir}: cannot write into {out_dir.parent} (read-only or not "
-                              "yours); expected a writable folder")
+    existing = next(p for p in (out_dir.absolute(), *out_dir.absolute().parents) if p.exists())
+    if existing != out_dir.absolute() and not os.access(existing, os.W_OK | os.X_OK):
+        raise PermissionError(f"--out {out_dir}: cannot write into {existing} (read-only or not yours); "
+                              "expected a writable folder")
 
 
 def read_input(path: Path, runner: Runner) -> tuple[np.ndarray | None, np.ndarray | None, str]:

@@ -175,7 +175,7 @@ def load_runner(path: Path | str, *, which: str = "final", threshold: float | No
         raise ValueError(f"threshold={threshold}; expected a score threshold in [0, 1]")
     if path.is_dir() and (path / MODEL_FINAL).exists():
         path = model_path(path, which)
-    if path.suffix == ".keras" and path.exists():
+    if path.suffix == ".keras":
         from kerasdec.deploy.modelfile import load_model
 
         model = load_model(path)

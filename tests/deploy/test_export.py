@@ -98,6 +98,22 @@ def test_int8_without_its_data_publishes_nothing(tiny_run, tmp_path):
     assert _published(base) == []
 
 
+def test_a_bare_keras_file_cannot_be_quantised(tiny_run, tmp_path):
+    lone = tmp_path / "lone" / "model.keras"
+    lone.parent.mkdir()
+    shutil.copy(tiny_run.run_dir / "model_final.keras", lone)
+    line = _one_line(_export(lone, "--out", tmp_path / "out", "--tflite", "dynamic", "--tflite", "int8"))
+    assert line == (f"Error: --tflite dynamic/int8 needs the training and held-out images of a run, but "
+                    f"{lone} has no config.json beside it; export the run directory instead")
+    assert not (tmp_path / "out").exists()
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    assert _one_line(_export(gone, "--out", tmp_path / "out", "--model", "best")) == \
+        f"Error: {gone / 'model_best.keras'} not found; expected a run directory (config.json + " \
+        "model_best.keras) or a .keras file"
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_failed_self_check_publishes_nothing(tiny_run, tmp_path, monkeypatch):
     def fails_its_check(model, info, staging, work, *args):
         (staging / "variables").mkdir(parents=True)  # half a version, as when int8 fails after the SavedModel

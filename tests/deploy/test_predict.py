@@ -152,6 +152,9 @@ def test_a_read_only_output_folder_gives_one_line(tiny_run, inputs, tmp_path, mo
     monkeypatch.setattr("kerasdec.deploy.predict.os.access", lambda path, mode: False)  # root ignores chmod
     with pytest.raises(PermissionError, match=rf"--out {tmp_path / 'out'}: cannot write into {tmp_path} "):
         predict(tiny_run.run_dir, [inputs], tmp_path / "out")
+    deep = tmp_path / "new" / "deeper" / "out"  # the first folder that exists is the one to write into
+    with pytest.raises(PermissionError, match=rf"--out {deep}: cannot write into {tmp_path} "):
+        predict(tiny_run.run_dir, [inputs], deep)
 
 
 def test_refusals(tiny_run, inputs, tmp_path):

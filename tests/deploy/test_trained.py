@@ -34,25 +34,35 @@ N_IMAGES = 24  # test images sent through REST and predict (all 120 go through t
 # TF Serving's REST layer, as json_tensor.cc does it, in a process that has only TensorFlow: a row-format
 # body {"signature_name": s, "instances": [{input: value}, ...]} becomes one tensor per input by stacking
 # the rows (a {"b64": ...} value is base64-decoded into a string); the response is
-# {"predictions": [{output: row}, ...]}, every output split along its first (batch) dimension.
+# {"predictions": [{output: row}, ...]}, every output split along its first (batch) dimension. A columnar
+# body {"inputs": {input: value}} gets {"outputs": {output: value}} (the metadata's scalars need it).
 REST_SCRIPT = r"""
 import base64, json, sys
 import numpy as np, tensorflow as tf
 loaded = tf.saved_model.load(sys.argv[1])
+
+def tensor(value, spec):
+    if spec.dtype == tf.string:
+        return tf.constant(value, tf.string)
+    return tf.constant(np.array(value, dtype=spec.dtype.as_numpy_dtype))
+
+def b64(value):
+    return base64.b64decode(value["b64"]) if isinstance(value, dict) and set(value) == {"b64"} else value
+
 responses = []
 for body in json.load(open(sys.argv[2])):
     fn = loaded.signatures[body.get("signature_name", "serving_default")]
     specs = fn.structured_input_signature[1]
+    if "inputs" in body:  # columnar: one value per input, outputs returned whole
+        out = fn(**{name: tensor(b64(v), specs[name]) for name, v in body["inputs"].items()})
+        responses.append({"outputs": {k: v.numpy().tolist() if v.dtype != tf.string else v.numpy().decode()
+                                      for k, v in out.items()}})
+        continue
     columns = {}
     for row in body["instances"]:
         for name, value in row.items():
-            if isinstance(value, dict) and set(value) == {"b64"}:
-                value = base64.b64decode(value["b64"])
-            columns.setdefault(name, []).append(value)
-    inputs = {name: tf.constant(values if specs[name].dtype == tf.string else
-                                np.array(values, dtype=specs[name].dtype.as_numpy_dtype))
-              for name, values in columns.items()}
-    outputs = {k: v.numpy() for k, v in fn(**inputs).items()}
+            columns.setdefault(name, []).append(b64(value))
+    outputs = {k: v.numpy() for k, v in fn(**{n: tensor(v, specs[n]) for n, v in columns.items()}).items()}
     assert len({len(v) for v in outputs.values()}) == 1, "row format needs one batch size"
     responses.append({"predictions": [{k: v[i].tolist() for k, v in outputs.items()}
                                       for i in range(len(body["instances"]))]})
@@ -101,8 +111,11 @@ def _rest(version_dir: Path, bodies: list[dict], tmp_path: Path) -> list[dict[st
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert not report["kerasdec_imported"]
-    rows = [response["predictions"] for response in report["responses"]]
-    return [{key: np.array([row[key] for row in response]) for key in response[0]} for response in rows]
+    def stacked(rows: list[dict]) -> dict[str, np.ndarray]:
+        return {key: np.array([row[key] for row in rows]) for key in rows[0]}
+
+    return [response if "outputs" in response else stacked(response["predictions"])
+            for response in report["responses"]]
 
 
 def test_rest_row_format_equals_keras_and_keeps_decisions_at_other_sizes(trained_export, trained, tmp_path):
@@ -114,8 +127,14 @@ def test_rest_row_format_equals_keras_and_keeps_decisions_at_other_sizes(trained
         {"signature_name": "serving_bytes", "instances": [{"image_bytes": _b64_png(p)} for p in pixels]},
         {"instances": [{"image": (p / 255.0).tolist()} for p in big]},  # (B, H, W): no channel axis
         {"signature_name": "serving_bytes", "instances": [{"image_bytes": _b64_png(p)} for p in odd]},
+        {"signature_name": "metadata", "inputs": {"request": 0}},
     ]
-    floats, files, floats_big, files_odd = _rest(trained_export.written["saved_model"], bodies, tmp_path)
+    version = trained_export.written["saved_model"]
+    floats, files, floats_big, files_odd, meta = _rest(version, bodies, tmp_path)
+    threshold = trained["runner"].info.threshold
+    assert meta["outputs"] == {"threshold": pytest.approx(threshold, abs=1e-7), "input_height": SIZE,
+                               "input_width": SIZE, "input_channels": 1, "dataset": "synthetic",
+                               "kerasdec_version": kerasdec.__version__}
     for response in (floats, files):  # the trained size: equal to Keras
         for key in ("score", "decision", "seg"):
             np.testing.assert_allclose(response[key], keras_out[key], atol=1e-5, rtol=0, err_msg=key)
