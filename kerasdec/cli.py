@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING
 
 import click
 
+from kerasdec.deploy.contract import TFLITE_MODES  # no tensorflow: --help stays fast
+
 if TYPE_CHECKING:
     from kerasdec.config import RunConfig
 
@@ -33,7 +35,7 @@ _WRAPPED = re.compile(r"\b([A-Z]\w*(?:Error|Exception)): (.*?)\n\s*Traceback", r
 def fault_message(err: BaseException) -> str | None:
     """The one-line message for a user or environment fault, or None for a bug (keep the traceback)."""
     if isinstance(err, OSError) and err.strerror:
-        text = err.strerror + (f": {err.filename}" if err.filename else "")
+        text = (f"{err.filename}: " if err.filename else "") + err.strerror
     elif isinstance(err, FAULTS):
         text = str(err) or type(err).__name__
     elif type(err).__module__.startswith("tensorflow") and (found := _WRAPPED.search(str(err))):
@@ -182,10 +184,7 @@ def evaluate(run_dir: str, data_root: str | None, split: str, which: str) -> Non
     """Evaluate a run into a new folder RUN_DIR/evaluate-<split>-<model>; prints that folder."""
     from kerasdec.evaluation.evaluate import evaluate_run
 
-    try:
-        out = evaluate_run(run_dir, data_root=data_root, split=split, which=which)
-    except (FileNotFoundError, FileExistsError, ValueError) as err:
-        raise click.ClickException(str(err)) from err
+    out = evaluate_run(run_dir, data_root=data_root, split=split, which=which)  # faults: see Commands
     click.echo(str(out))
 
 
@@ -198,18 +197,21 @@ def evaluate(run_dir: str, data_root: str | None, split: str, which: str) -> Non
 @click.option("--threshold", type=click.FloatRange(0, 1),
               help="Decision threshold on the score (default: the model's stored one, else 0.5).")
 @click.option("--width", type=click.IntRange(min=8),
-              help="Input width, for a .keras file without config.json beside it (multiple of 8).")
-@click.option("--height", type=click.IntRange(min=8),
-              help="Input height, for a .keras file without config.json beside it (multiple of 8).")
+              help="Input width: only for an old .keras file that does not record its size, or with "
+                   "--allow-other-size.")
+@click.option("--height", type=click.IntRange(min=8), help="Input height (see --width).")
+@click.option("--allow-other-size", is_flag=True,
+              help="Run a .keras model at --width x --height although it was trained at another size "
+                   "(the scores change; refused without this flag).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
 def predict(model: str, inputs: tuple[str, ...], out_dir: str, threshold: float | None, width: int | None,
-            height: int | None, batch_size: int) -> None:
-    """Score images with MODEL (run directory, .keras file or SavedModel folder); prints the output folder.
+            height: int | None, allow_other_size: bool, batch_size: int) -> None:
+    """Score images with MODEL (run directory, .keras, SavedModel folder or .tflite); prints the out folder.
 
     Writes OUT/scores.csv (path, score, decision, overlay, error) and OUT/overlays/ (one heatmap overlay
     per image, at its original size). Unreadable files are reported, listed with their error and skipped.
     """
-    from kerasdec.evaluation.predict import predict as predict_images
+    from kerasdec.deploy.predict import predict as predict_images
 
     bars: list = []
 
@@ -219,11 +221,11 @@ def predict(model: str, inputs: tuple[str, ...], out_dir: str, threshold: float 
             bars.append(click.progressbar(length=total, label="Scoring images", file=stderr))
         bars[0].update(done - bars[0].pos)
 
+    if (width is None) != (height is None):
+        raise click.UsageError("--width and --height go together")
     try:
         out = predict_images(model, inputs, out_dir, threshold=threshold, width=width, height=height,
-                             batch_size=batch_size, progress=progress)
-    except (FileNotFoundError, FileExistsError, ValueError) as err:
-        raise click.ClickException(str(err)) from err
+                             allow_other_size=allow_other_size, batch_size=batch_size, progress=progress)
     finally:
         if bars:
             bars[0].render_finish()
@@ -237,36 +239,41 @@ def predict(model: str, inputs: tuple[str, ...], out_dir: str, threshold: float 
               show_default=True, help="Model base folder (TF Serving --model_base_path); versions go inside.")
 @click.option("--version", type=click.IntRange(min=1),
               help="Integer version folder (default: 1 + the highest existing); never overwritten.")
-@click.option("--tflite", "tflite_modes", type=click.Choice(["float32", "float16", "int8"]), multiple=True,
-              help="Also convert to TFLite in this mode (repeatable); int8 calibrates on training images.")
+@click.option("--tflite", "tflite_modes", type=click.Choice(TFLITE_MODES),
+              multiple=True, help="Also convert to TFLite in this mode (repeatable). dynamic = int8 weights; "
+                                  "int8 = calibrated on training images, FeatureNorm kept in float.")
 @click.option("--model", "which", type=click.Choice(["best", "final"]), default="final", show_default=True,
               help="Which saved model of a run directory.")
 @click.option("--threshold", type=click.FloatRange(0, 1),
-              help="Decision threshold to record (default: from the model's evaluation, else 0.5).")
+              help="Decision threshold to record (default: the one stored in the model).")
 @click.option("--data-root", type=click.Path(exists=True, file_okay=False),
-              help="Dataset folder for int8 calibration, when it is not where config.json says.")
+              help="Dataset folder for calibration and the self-check, when not where config.json says.")
 @click.option("--width", type=click.IntRange(min=8),
-              help="Input width, for a .keras file without config.json beside it (multiple of 8).")
-@click.option("--height", type=click.IntRange(min=8),
-              help="Input height, for a .keras file without config.json beside it (multiple of 8).")
-@click.option("--calibration-images", "calibration_count", type=click.IntRange(min=1), default=32,
-              show_default=True, help="Training images used to calibrate int8.")
+              help="Input width, only for an old .keras file that does not record its size.")
+@click.option("--height", type=click.IntRange(min=8), help="Input height (see --width).")
+@click.option("--calibration-images", "calibration_count", type=click.IntRange(min=100), default=100,
+              show_default=True, help="Training images that calibrate int8 (all when the split is smaller).")
+@click.option("--check-images", "check_count", type=click.IntRange(min=1), default=200, show_default=True,
+              help="Held-out images every artifact is checked on (all when the split is smaller).")
 def export(source: str, base_dir: str, version: int | None, tflite_modes: tuple[str, ...], which: str,
            threshold: float | None, data_root: str | None, width: int | None, height: int | None,
-           calibration_count: int) -> None:
+           calibration_count: int, check_count: int) -> None:
     """Export SOURCE (a run directory or a .keras file) as a TF Serving SavedModel, optionally TFLite.
 
-    Prints each path written: OUT/<version>/ first, then OUT/<version>/<name>_<mode>.tflite per --tflite.
+    Every artifact is checked against the Keras model on held-out images before the version is
+    published; prints OUT/<version>/ first, then OUT/<version>/<name>_<mode>.tflite per --tflite.
     """
-    from kerasdec.export.deploy import export_source
-    from kerasdec.export.tflite import TFLiteCheckError
+    from kerasdec.deploy.check import ExportCheckError
+    from kerasdec.deploy.export import export_source
 
+    if (width is None) != (height is None):
+        raise click.UsageError("--width and --height go together")
     try:
         written = export_source(source, base_dir, which=which, version=version, tflite_modes=tflite_modes,
                                 threshold=threshold, data_root=data_root, width=width, height=height,
-                                calibration_count=calibration_count)
-    except (FileNotFoundError, FileExistsError, ValueError, TFLiteCheckError) as err:
-        raise click.ClickException(str(err)) from err
+                                calibration_count=calibration_count, check_count=check_count)
+    except ExportCheckError as err:  # an artifact failed its self-check: nothing was published
+        raise click.ClickException(" ".join(str(err).split())) from err
     for path in written.values():
         click.echo(str(path))
 

@@ -166,6 +166,8 @@ def write_error(err: OSError, path: Path | str, size_hint: int | None = None) ->
     h5py reports a full disk as a plain OSError whose long text holds "No space left on device": it
     is recognised by that text and given errno ENOSPC.
     """
+    if getattr(err, "names_path", False):  # already says which path (a write nested in another)
+        return err
     reason = err.strerror or str(err)
     code = err.errno
     if code is None and "No space left on device" in str(err):
@@ -177,7 +179,9 @@ def write_error(err: OSError, path: Path | str, size_hint: int | None = None) ->
         free = _free_bytes(Path(path).parent)
         needed = f"about {size_hint / 1e6:.0f} MB needed, " if size_hint else ""
         message += f" ({needed}{'unknown' if free is None else f'{free / 1e6:.0f} MB'} free there)"
-    return OSError(code, message) if code is not None else OSError(message)
+    wrapped = OSError(code, message) if code is not None else OSError(message)
+    wrapped.names_path = True
+    return wrapped
 
 
 def _free_bytes(folder: Path) -> int | None:

@@ -1,10 +1,15 @@
-"""Shared fixtures: tiny datasets written in each real on-disk layout (see tests/fakes.py)."""
+"""Shared fixtures: tiny datasets written in each real on-disk layout (see tests/fakes.py), one tiny
+random SegDecNet in a run directory, and the trained no-flag `kerasdec fit` run."""
 
 from __future__ import annotations
 
+import json
+import shutil
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 # Make ``from fakes import ...`` work however pytest was started (tests/ has no __init__.py).
@@ -80,3 +85,77 @@ def folder_root(folder_data: FakeData) -> Path:
 def synthetic_root(tmp_path: Path) -> Path:
     """Synthetic dataset, seed 0, 64×64: train 4 defect + 6 ok, test 3 defect + 3 ok."""
     return write_synthetic(tmp_path / "synthetic")
+
+
+
+INPUT = 64  # network input width and height (the smallest SegDecNet accepts)
+IMAGE_SHAPE = (72, 88)  # (h, w) of the files on disk: not the input size, so resizing is exercised
+
+
+@dataclass(frozen=True)
+class TinyRun:
+    """A run directory as kerasdec fit leaves it (config.json + model_*.keras), without training."""
+
+    run_dir: Path
+    data: FakeData  # test split: 3 ok, 3 defect (2 with masks, 1 image-label only)
+    model: object  # the in-memory model saved as model_final.keras and model_best.keras
+
+
+@pytest.fixture(scope="session")
+def tiny_model():
+    import keras
+
+    from kerasdec.models.segdec import SegDecNet
+
+    keras.utils.set_random_seed(0)
+    model = SegDecNet(input_channels=1, input_height=INPUT, input_width=INPUT)  # as kerasdec fit records it
+    model(np.zeros((1, INPUT, INPUT, 1), np.float32))  # build
+    return model
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory, tiny_model) -> TinyRun:
+    """config.json names a data root that no longer exists: evaluate_run needs data_root (moved data)."""
+    from kerasdec.config import DataConfig, RunConfig
+
+    base = tmp_path_factory.mktemp("tiny_run")
+    data = write_folder(base / "data", counts={"train": (2, 2, 1), "test": (3, 3, 2)}, shape=IMAGE_SHAPE)
+    cfg = RunConfig(data=DataConfig(dataset="folder", root=str(base / "moved-away"), width=INPUT,
+                                    height=INPUT, channels=1))
+    run_dir = base / "run"
+    run_dir.mkdir()
+    (run_dir / "config.json").write_text(json.dumps(cfg.to_dict()), encoding="utf-8")
+    tiny_model.save(run_dir / "model_final.keras")
+    shutil.copy(run_dir / "model_final.keras", run_dir / "model_best.keras")
+    return TinyRun(run_dir, data, tiny_model)
+
+
+@dataclass(frozen=True)
+class DefaultRun:
+    """The no-flag `kerasdec fit` run, shared by every test that needs a TRAINED model."""
+
+    exit_code: int
+    output: str  # what the command printed (its last line is the run directory)
+    run_dir: Path | None  # None when fit failed (the tests that need it then fail on exit_code)
+    cache: Path  # the KERASDEC_CACHE the synthetic data was generated into: set it to read the data again
+
+
+@pytest.fixture(scope="session")
+def default_run(tmp_path_factory: pytest.TempPathFactory) -> DefaultRun:
+    """`kerasdec fit` with no flags (synthetic, 128 px, 10 epochs), run ONCE per session (~4 min).
+
+    tests/training/test_default_run.py asserts what it produces; the deploy tests use it wherever
+    decisions matter (int8 flips, the same decisions across runtimes and sizes).
+    """
+    from click.testing import CliRunner
+
+    from kerasdec.cli import main
+
+    base = tmp_path_factory.mktemp("default_run")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("KERASDEC_CACHE", str(base / "cache"))
+        patch.chdir(base)
+        result = CliRunner().invoke(main, ["fit"])
+    lines = result.output.strip().splitlines()
+    run_dir = (base / lines[-1]).resolve() if result.exit_code == 0 and lines else None
+    return DefaultRun(result.exit_code, result.output, run_dir, base / "cache")

@@ -65,9 +65,9 @@ def test_fault_messages_are_one_line_and_bugs_keep_their_traceback():
                                  "device (about 63 MB needed, 2 MB free there)")) == \
         "Could not write /r/model_final.keras: No space left on device (about 63 MB needed, 2 MB free there)"
     assert fault_message(PermissionError(errno.EACCES, "Permission denied", "/ro/runs")) == \
-        "Permission denied: /ro/runs"
+        "/ro/runs: Permission denied"
     assert fault_message(OSError(errno.EROFS, "Read-only file system", "/mnt/x")) == \
-        "Read-only file system: /mnt/x"
+        "/mnt/x: Read-only file system"
     assert fault_message(OSError("Unable to open file (truncated file: eof = 96)\n")) == \
         "Unable to open file (truncated file: eof = 96)"
     assert fault_message(zipfile.BadZipFile("File is not a zip file")) == "File is not a zip file"

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import json
+import io
 import logging
 import re
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,8 @@ import numpy as np
 
 from kerasdec.config import DataConfig
 from kerasdec.data.samples import Sample
+from kerasdec.deploy.contract import DEFAULT_THRESHOLD, ModelInfo
+from kerasdec.deploy.runners import KerasRunner, Runner, sigmoid  # noqa: F401  (sigmoid: public here too)
 from kerasdec.evaluation.metrics import image_metrics
 from kerasdec.evaluation.report import ImageRow, write_index
 from kerasdec.rundir import (
@@ -32,6 +35,8 @@ from kerasdec.rundir import (
     model_path,
     new_folder,
     read_run_config,
+    write_json,
+    write_text,
 )
 
 logger = logging.getLogger(__name__)
@@ -40,19 +45,28 @@ OUTPUT_FILES = (METRICS_FILE, RESULTS_FILE, "pr_curve.png", "roc_curve.png", "in
 FIGURES_DIR = "figures"
 
 
-def sigmoid(x: np.ndarray) -> np.ndarray:
-    """Numerically stable logistic function, float64."""
-    return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(x, dtype=np.float64)))
+def as_runner(model: Any, data_cfg: DataConfig) -> Runner:
+    """A runner (kerasdec/deploy/runners.py) as is; a Keras model wrapped to run at data_cfg's size."""
+    if hasattr(model, "info") and hasattr(model, "source"):
+        return model
+    threshold = getattr(model, "threshold", None)
+    info = ModelInfo(data_cfg.height, data_cfg.width, data_cfg.channels,
+                     DEFAULT_THRESHOLD if threshold is None else threshold,
+                     "default" if threshold is None else "model")
+    return KerasRunner(model, info)
 
 
 def predict_samples(model: Any, samples: Sequence[Sample], data_cfg: DataConfig, batch_size: int
                     ) -> tuple[np.ndarray, np.ndarray]:
-    """Scores (N,) and segmentation heatmaps (N, H/8, W/8) as probabilities, in sample order."""
+    """Scores (N,) and segmentation heatmaps (N, H/8, W/8) as probabilities, in sample order.
+
+    ``model`` is a runner (any artifact) or a Keras SegDecNet; images are decoded as in training.
+    """
     from kerasdec.data.pipeline import make_eval_dataset
 
-    dataset = make_eval_dataset(samples, data_cfg, batch_size).map(lambda x, y, w: x)
-    out = model.predict(dataset, verbose=0)  # {"decision": (N, 1), "seg": (N, H/8, W/8, 1)}
-    return sigmoid(out["decision"][:, 0]), sigmoid(out["seg"][..., 0])
+    runner = as_runner(model, data_cfg)
+    outputs = [runner.predict(np.asarray(x)) for x, _, _ in make_eval_dataset(samples, data_cfg, batch_size)]
+    return np.concatenate([s for s, _ in outputs]), np.concatenate([h for _, h in outputs])
 
 
 def outcome(label: bool, decision: bool) -> str:
@@ -115,7 +129,8 @@ def _pixels_and_figures(samples: Sequence[Sample], heatmaps: np.ndarray, scores:
         if i in figure_ids:
             figures[i] = _figure_name(i, sample.name)
             figure = _draw(sample, image, mask, heatmaps[i], float(scores[i]), tags[i], threshold, data_cfg)
-            cv2.imwrite(str(out / figures[i]), figure)
+            if not cv2.imwrite(str(out / figures[i]), figure):  # False, not an exception, on a full disk
+                raise OSError(f"could not write {out / figures[i]} (disk full or not writable?)")
     if not with_pixels:
         return {}, figures
     try:
@@ -126,11 +141,12 @@ def _pixels_and_figures(samples: Sequence[Sample], heatmaps: np.ndarray, scores:
 
 
 def _write_results(path: Path, samples: Sequence[Sample], scores: np.ndarray, decisions: np.ndarray) -> None:
-    with path.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(["name", "score", "label", "decision"])
-        for sample, score, decision in zip(samples, scores, decisions):
-            writer.writerow([sample.name, repr(float(score)), int(sample.is_positive), int(decision)])
+    table = io.StringIO()
+    writer = csv.writer(table)
+    writer.writerow(["name", "score", "label", "decision"])
+    for sample, score, decision in zip(samples, scores, decisions):
+        writer.writerow([sample.name, repr(float(score)), int(sample.is_positive), int(decision)])
+    write_text(path, table.getvalue())
 
 
 def evaluate_model(model: Any, samples: Sequence[Sample], data_cfg: DataConfig, out_dir: Path | str, *,
@@ -142,7 +158,7 @@ def evaluate_model(model: Any, samples: Sequence[Sample], data_cfg: DataConfig, 
     roc_curve.png, figures/ (every FP and FN plus ``n_figures`` seeded correct images) and index.html.
 
     Args:
-        model: a SegDecNet (or a model returning {"decision", "seg"} logits).
+        model: a runner (kerasdec/deploy/runners.py) or a SegDecNet.
         samples: the images to evaluate; both classes must be present.
         data_cfg: the input size, channels and targets the model was trained with.
         out_dir: created if missing; may hold other files (a run directory) but none of OUTPUT_FILES.
@@ -176,7 +192,7 @@ def evaluate_model(model: Any, samples: Sequence[Sample], data_cfg: DataConfig, 
 
     plot_curves(labels, scores, metrics, out)
     _write_results(out / RESULTS_FILE, samples, scores, decisions)
-    (out / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    write_json(out / METRICS_FILE, metrics)
     rows = [ImageRow(s.name, float(sc), int(y), int(d), t, figures.get(i))
             for i, (s, sc, y, d, t) in enumerate(zip(samples, scores, labels, decisions, tags))]
     write_index(out, rows, metrics, title=f"kerasdec evaluation: {out.name}")
@@ -205,12 +221,11 @@ def evaluate_run(run_dir: Path | str, *, data_root: Path | str | None = None, sp
 
     Raises:
         FileNotFoundError: config.json or the model file is missing (message names it).
-        ValueError: bad ``split`` or ``which``.
+        ValueError: bad ``split`` or ``which``; a model file that is corrupt or not kerasdec's.
+        OSError: the run directory is read-only or the disk is full (no folder is left behind).
     """
-    import keras
-
-    import kerasdec.models.segdec  # noqa: F401  (registers the classes for load_model)
     from kerasdec.data.sources import load_split, validation_split
+    from kerasdec.deploy.modelfile import read_model_config
 
     run = Path(run_dir)
     if split not in ("test", "val"):
@@ -220,6 +235,7 @@ def evaluate_run(run_dir: Path | str, *, data_root: Path | str | None = None, sp
     for needed in (run / CONFIG_FILE, model_path(run, which)):
         if not needed.is_file():
             raise FileNotFoundError(f"{needed} not found; expected a run directory written by kerasdec fit")
+    read_model_config(model_path(run, which))  # a truncated or foreign model file fails first
     cfg = read_run_config(run)
     data_cfg = cfg.data if data_root is None else dataclasses.replace(cfg.data, root=str(data_root))
     used = validation_split(data_cfg) if split == "val" else "test"
@@ -227,8 +243,24 @@ def evaluate_run(run_dir: Path | str, *, data_root: Path | str | None = None, sp
         logger.warning("dataset %r has no validation split; evaluating on %r, as training validated",
                        data_cfg.dataset, used)
     samples = load_split(data_cfg, used, cfg.seed)
-    model = keras.saving.load_model(model_path(run, which))
-    out = new_folder(run, evaluation_folder(used, which))
-    evaluate_model(model, samples, data_cfg, out, batch_size=batch_size or cfg.train.batch_size,
-                   n_figures=n_figures, seed=cfg.seed)
+    out = new_folder(run, evaluation_folder(used, which))  # before the slow steps: a read-only run fails now
+    try:
+        runner = _run_model(model_path(run, which), data_cfg)
+        evaluate_model(runner, samples, data_cfg, out, batch_size=batch_size or cfg.train.batch_size,
+                       n_figures=n_figures, seed=cfg.seed)
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)  # a failed evaluation leaves no folder behind
+        raise
     return out
+
+
+def _run_model(model_file: Path, data_cfg: DataConfig) -> KerasRunner:
+    """A run's model file as a runner at the run's input size (its data is prepared at that size)."""
+    from kerasdec.deploy.modelfile import load_model
+    from kerasdec.deploy.runners import keras_info
+
+    model = load_model(model_file)
+    stored = getattr(model, "threshold", None)  # not used by the evaluation: no warning when missing
+    threshold = DEFAULT_THRESHOLD if stored is None else stored
+    info = keras_info(model, model_file, threshold, (data_cfg.height, data_cfg.width))
+    return KerasRunner(model, info, f"Keras model {model_file}")

@@ -6,9 +6,15 @@ Conventions shared by every function here:
 * Tied scores form one operating point, as in scikit-learn's ``precision_recall_curve`` and
   ``roc_curve``: AP equals ``sklearn.metrics.average_precision_score`` and AUC equals
   ``sklearn.metrics.roc_auc_score``, ties included.
-* The best threshold maximises the F-measure 2·TP / (2·TP + FP + FN) over the points of the PR curve;
-  when several points reach the maximum, the lowest threshold wins (as ``np.argmax`` over
+* The best operating point maximises the F-measure 2·TP / (2·TP + FP + FN) over the points of the
+  PR curve; when several points reach the maximum, the lowest score wins (as ``np.argmax`` over
   scikit-learn's ascending thresholds picks it in the reference implementation).
+* The stored ``threshold`` is the MIDPOINT between that point's score (``threshold_score``, the
+  lowest score called defective) and the next lower score of the evaluation (0 below the lowest),
+  never an evaluated image's own score: a runtime whose scores differ by less than
+  ``threshold_margin`` (half that gap) cannot tip an evaluated image across it (an image sitting
+  exactly on the threshold flipped between TF, SavedModel and TFLite by float rounding). The
+  decisions, and so FP / FN, are those of the F-best point.
 * TPR, TNR and accuracy are counted at the best threshold.
 
 Pixel-level metrics (pixel AP, AUC and Dice) are in ``kerasdec.evaluation.pixel``.
@@ -94,6 +100,24 @@ def best_f_from_curve(tps: np.ndarray, fps: np.ndarray) -> tuple[int, float]:
     return best, float(f[best])
 
 
+def midpoint_threshold(thresholds: np.ndarray, best: int) -> float:
+    """The midpoint between ``thresholds[best]`` and the next lower distinct score (or 0).
+
+    Args:
+        thresholds: the distinct scores, descending (``score_curve``).
+        best: index of the chosen operating point.
+
+    Returns:
+        A threshold strictly between the two scores, so ``score >= threshold`` decides every
+        evaluated image as ``score >= thresholds[best]`` does; ``thresholds[best]`` itself only when
+        the two are adjacent float64 values (nothing lies between; the decisions must not change).
+    """
+    upper = float(thresholds[best])
+    lower = float(thresholds[best + 1]) if best + 1 < len(thresholds) else 0.0
+    middle = lower + (upper - lower) / 2.0
+    return middle if lower < middle < upper else upper
+
+
 def average_precision(labels: Sequence[Any], scores: Sequence[float]) -> float:
     """Step-wise average precision, equal to ``sklearn.metrics.average_precision_score``.
 
@@ -143,9 +167,12 @@ def image_metrics(labels: Sequence[Any], scores: Sequence[float], *, fixed_thres
         fixed_threshold: the fixed operating point reported as fp_at_05 / fn_at_05 (default 0.5).
 
     Returns:
-        ap, auc; threshold (F-measure-best), f_measure, tp, fp, fn, tn, tpr, tnr, accuracy (all at
-        that threshold); fp_at_05, fn_at_05 (at ``fixed_threshold``); threshold_at_fn0 (the lowest
-        positive score) and fp_at_fn0 (negatives scoring at or above it); n_pos, n_neg.
+        ap, auc; threshold (midpoint below the F-measure-best score, see the module docstring),
+        threshold_score (that F-best score), threshold_margin (threshold_score − threshold: the
+        distance from the threshold to the nearest evaluated score), f_measure, tp, fp, fn, tn,
+        tpr, tnr, accuracy (all at that threshold); fp_at_05, fn_at_05 (at ``fixed_threshold``);
+        threshold_at_fn0 (the lowest positive score) and fp_at_fn0 (negatives scoring at or above
+        it); n_pos, n_neg.
 
     Raises:
         ValueError: only one class present, or malformed inputs (see ``score_curve``).
@@ -157,9 +184,11 @@ def image_metrics(labels: Sequence[Any], scores: Sequence[float], *, fixed_thres
     tp, fp = int(tps[best]), int(fps[best])
     fn, tn = n_pos - tp, n_neg - fp
     lowest_positive = float(s[y].min())
+    threshold = midpoint_threshold(thresholds, best)
     return {
         "ap": ap_from_curve(tps, fps), "auc": auc_from_curve(tps, fps),
-        "threshold": float(thresholds[best]), "f_measure": f_measure,
+        "threshold": threshold, "threshold_score": float(thresholds[best]),
+        "threshold_margin": float(thresholds[best]) - threshold, "f_measure": f_measure,
         "tp": tp, "fp": fp, "fn": fn, "tn": tn,
         "tpr": tp / n_pos, "tnr": tn / n_neg, "accuracy": (tp + tn) / (n_pos + n_neg),
         "fp_at_05": int(np.sum(~y & (s >= fixed_threshold))),

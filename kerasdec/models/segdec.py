@@ -13,7 +13,7 @@ from typing import Any
 
 import keras
 
-from kerasdec.config import DOWNSCALE, MIN_SIZE  # H, W multiples of 8 (three MaxPool2), >= 64 (six)
+from kerasdec.config import DOWNSCALE, MIN_SIZE, check_input_size  # H, W multiples of 8, >= 64
 from kerasdec.models.layers import ConvBlock, GradientMultiplier, require_tensorflow_backend
 
 require_tensorflow_backend()
@@ -143,10 +143,19 @@ class SegDecNet(SegDecTrainingMixin, keras.Model):
     callbacks of kerasdec.training.callbacks: ``seg_loss_weight``, ``cls_loss_weight`` and the
     gradient multiplier (``gradient_multiplier``).
 
+    The model also knows how it is deployed (keras-hub keeps its image size in the config the same
+    way): ``input_height`` × ``input_width``, the size it is trained at (recorded by
+    ``build_for_training`` when not given), and ``threshold``, the decision threshold on the score
+    (set by ``kerasdec fit`` after its test evaluation). Both travel in the .keras file, so predict
+    and export need nothing else. The network itself accepts any multiple of 8 (>= 64).
+
     Args:
         input_channels: 1 (grayscale) or 3 (colour). Default 1.
         gradient_adjustment: start with m = 0 (decision loss stops at the segmentation stage).
             Default True.
+        input_height: training input height H (multiple of 8, >= 64); None = not known yet.
+        input_width: training input width W; given together with ``input_height``.
+        threshold: decision threshold on sigmoid(decision) in [0, 1]; None = not evaluated yet.
         **kwargs: standard Model arguments.
 
     Example:
@@ -154,15 +163,73 @@ class SegDecNet(SegDecTrainingMixin, keras.Model):
         >>> out = model(np.zeros((2, 128, 192, 1), "float32"))  # decision (2, 1), seg (2, 16, 24, 1)
     """
 
-    def __init__(self, input_channels: int = 1, gradient_adjustment: bool = True, **kwargs: Any) -> None:
+    def __init__(self, input_channels: int = 1, gradient_adjustment: bool = True,
+                 input_height: int | None = None, input_width: int | None = None,
+                 threshold: float | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if input_channels < 1:
             raise ValueError(f"input_channels={input_channels}; expected a positive channel count")
         self.input_channels = int(input_channels)
         self.gradient_adjustment = bool(gradient_adjustment)
+        self.input_height: int | None = None
+        self.input_width: int | None = None
+        if (input_height is None) != (input_width is None):
+            raise ValueError(f"input_height={input_height}, input_width={input_width}; expected both "
+                             "(the size the model is trained at) or neither")
+        if input_height is not None:
+            self.set_input_size(input_height, input_width)
+        self.threshold: float | None = None
+        if threshold is not None:
+            self.set_threshold(threshold)
         self.segmentation_net = SegmentationNet(self.input_channels, name="segmentation")
         self.decision_net = DecisionNet(0.0 if self.gradient_adjustment else 1.0, name="decision")
         self._init_training_state()
+
+    def set_input_size(self, height: int, width: int) -> None:
+        """Record the (height, width) the model is trained at; it travels in the .keras file.
+
+        Raises:
+            ValueError: a side that is not a multiple of 8 or below 64.
+        """
+        check_input_size(int(width), int(height), " (SegDecNet input size)")
+        self.input_height, self.input_width = int(height), int(width)
+
+    def set_threshold(self, threshold: float) -> None:
+        """Record the decision threshold on the score (sigmoid of the decision logit).
+
+        ``kerasdec fit`` sets the F-best midpoint threshold of its test evaluation before the final
+        save, so model_final.keras carries it to predict and export.
+
+        Raises:
+            ValueError: ``threshold`` outside [0, 1] (or not finite).
+        """
+        if not 0.0 <= float(threshold) <= 1.0:
+            raise ValueError(f"threshold={threshold}; expected a score threshold in [0, 1]")
+        self.threshold = float(threshold)
+
+    def build_for_training(self, input_shape: tuple[int, ...]) -> None:
+        """Record the training input size (if not given) and build; see SegDecTrainingMixin."""
+        if self.input_height is None and len(input_shape) in (3, 4):
+            self.set_input_size(*tuple(input_shape)[-3:-1])
+        super().build_for_training(input_shape)
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> SegDecNet:
+        model = cls(**config)
+        model._size_from_build_shape = "input_height" not in config  # saved before the size was recorded
+        return model
+
+    def build_from_config(self, config: dict[str, Any]) -> None:
+        """On loading: a file saved before the input size was recorded takes it from its build shape
+        (``build_for_training`` builds at the training size)."""
+        shape = (config or {}).get("input_shape")
+        legacy = getattr(self, "_size_from_build_shape", False)
+        if legacy and shape is not None and len(shape) == 4 and None not in shape[1:3]:
+            try:
+                self.set_input_size(shape[1], shape[2])
+            except ValueError:
+                pass  # built at a size the rule rejects: leave it unknown (callers then ask for it)
+        super().build_from_config(config)
 
     @property
     def gradient_multiplier(self) -> keras.Variable:
@@ -182,4 +249,5 @@ class SegDecNet(SegDecTrainingMixin, keras.Model):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "input_channels": self.input_channels,
-                "gradient_adjustment": self.gradient_adjustment}
+                "gradient_adjustment": self.gradient_adjustment, "input_height": self.input_height,
+                "input_width": self.input_width, "threshold": self.threshold}

@@ -156,7 +156,8 @@ def training_callbacks(cfg: RunConfig, run_dir: Path, data: RunData,
 
 def finish_run(model: keras.Model, run_dir: Path, cfg: RunConfig, test: list[Sample],
                sampler: FrequencySampler) -> Path:
-    """Save the final model, sampler state and curves; evaluate on the test split; mark it finished.
+    """Evaluate on the test split; save the final model (carrying its threshold), sampler state and
+    curves; mark the run finished.
 
     finished.json comes last: a run killed anywhere in here is unfinished, and ``--resume`` redoes this
     step from the last checkpoint (the weights after the last epoch), first deleting what an interrupted
@@ -164,12 +165,13 @@ def finish_run(model: keras.Model, run_dir: Path, cfg: RunConfig, test: list[Sam
     """
     from kerasdec.evaluation.evaluate import evaluate_model
 
+    remove_evaluation(run_dir)  # what an interrupted final evaluation left
+    metrics = evaluate_model(model, test, cfg.data, run_dir, batch_size=cfg.train.batch_size)
+    model.set_threshold(metrics["threshold"])  # the model file carries its decision threshold
     with atomic_path(run_dir / MODEL_FINAL, size_hint=model_bytes(model)) as tmp:
         model.save(tmp)
     write_json(run_dir / SAMPLER_FILE, sampler.state_dict())
     plot_history(run_dir / HISTORY_FILE, run_dir / CURVES_FILE)
-    remove_evaluation(run_dir)  # what an interrupted final evaluation left
-    metrics = evaluate_model(model, test, cfg.data, run_dir, batch_size=cfg.train.batch_size)
     write_json(run_dir / FINISHED_FILE, {"epochs": cfg.train.epochs, "test_ap": metrics["ap"],
                                          "finished": datetime.now().isoformat(timespec="seconds")})
     log.info("Test AP %.4f, AUC %.4f (final model); results in %s", metrics["ap"], metrics["auc"], run_dir)

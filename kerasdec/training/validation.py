@@ -1,8 +1,13 @@
-"""Validation during training: exact image-level AP (numpy), best-model checkpoint, TensorBoard pictures."""
+"""Validation during training: exact image-level AP (numpy), best-model checkpoint, TensorBoard.
+
+TensorBoard gets, per validated epoch: the AP scalar (Keras' TensorBoard callback writes
+``logs["val_ap"]`` as ``epoch_ap`` of the validation run), the PR curve through TensorBoard's
+PR-curve plugin (``tensorboard.plugins.pr_curve``, tag ``validation/pr_curve``) and heatmap overlays.
+Epochs that are not validated log no AP, so the scalars hold no NaN points (one exception: ValidateAP).
+"""
 
 from __future__ import annotations
 
-import io
 import logging
 import math
 from pathlib import Path
@@ -12,18 +17,22 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from kerasdec.evaluation.evaluate import sigmoid
+from kerasdec.deploy.runners import sigmoid
 from kerasdec.evaluation.figures import overlay as figure_overlay
-from kerasdec.evaluation.metrics import average_precision, pr_points
+from kerasdec.evaluation.metrics import average_precision
 from kerasdec.rundir import atomic_path
 
 log = logging.getLogger(__name__)
 
+PR_CURVE_TAG = "validation/pr_curve"
+PR_THRESHOLDS = 201  # the plugin's default resolution
+
 
 class ValidateAP(keras.callbacks.Callback):
-    """Every ``every`` epochs and at the last epoch: AP on the validation set into ``logs["val_ap"]``.
+    """On the epochs ``_due`` selects: AP on the validation set into ``logs["val_ap"]``.
 
-    Epochs without validation log NaN (every row of history.csv has the same columns). An AP above the
+    Epochs without validation put no ``val_ap`` into the logs: no NaN scalar in TensorBoard, an empty
+    cell in history.csv (training.history.HistoryLog writes the union of the keys). An AP above the
     best so far saves the model to ``best_path``; ``tracker`` (shared with the checkpoint callback, so a
     resumed run keeps its best) holds best_val_ap and best_epoch.
     """
@@ -43,7 +52,6 @@ class ValidateAP(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         logs = logs if logs is not None else {}
         if not self._due(epoch):
-            logs["val_ap"] = math.nan
             return
         out = self.model.predict(self.dataset, verbose=0)
         scores = sigmoid(out["decision"][:, 0])
@@ -60,7 +68,7 @@ class ValidateAP(keras.callbacks.Callback):
     def _write_pictures(self, epoch: int, scores: np.ndarray, seg: np.ndarray) -> None:
         images = next(iter(self.dataset.take(1)))[0].numpy()[: self.n_images]  # (k, H, W, C)
         with self.writer.as_default(step=epoch):
-            tf.summary.image("validation/pr_curve", _pr_curve_png(self.labels, scores)[None], step=epoch)
+            tf.summary.experimental.write_raw_pb(pr_curve_summary(self.labels, scores), step=epoch)
             tf.summary.image("validation/overlays", overlays(images, seg[: len(images)]),
                              max_outputs=self.n_images, step=epoch)
         self.writer.flush()
@@ -73,17 +81,11 @@ def overlays(images: np.ndarray, seg_logits: np.ndarray) -> np.ndarray:
     return np.stack(pictures)[..., ::-1].astype(np.float32) / 255.0
 
 
-def _pr_curve_png(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
-    import matplotlib
+def pr_curve_summary(labels: np.ndarray, scores: np.ndarray, tag: str = PR_CURVE_TAG) -> bytes:
+    """A serialized Summary for TensorBoard's PR-curve plugin (201 thresholds in [0, 1]) under ``tag``."""
+    from tensorboard.plugins.pr_curve import summary as pr_curve
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    recall, precision = pr_points(labels, scores)
-    fig, ax = plt.subplots(figsize=(4, 4), dpi=80)
-    ax.step(recall, precision, where="post")
-    ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02), title="validation PR")
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return tf.image.decode_png(buf.getvalue(), channels=3).numpy().astype(np.float32) / 255.0
+    summary = pr_curve.pb(tag, labels=np.asarray(labels, bool), predictions=np.asarray(scores, np.float32),
+                          num_thresholds=PR_THRESHOLDS)
+    summary.value[0].tag = tag  # pb() names it "<tag>/pr_curves"; keep the tag we document
+    return summary.SerializeToString()

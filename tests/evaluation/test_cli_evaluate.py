@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import errno
 from pathlib import Path
 
 import cv2
@@ -50,3 +51,29 @@ def test_predict_command(tiny_run, tmp_path):
     assert again.exit_code == 1 and "exists and is not empty" in again.output
     missing = runner.invoke(main, ["predict", str(tiny_run.run_dir), str(images)])
     assert missing.exit_code == 2 and "Missing option '--out'" in missing.output
+
+
+def test_evaluate_into_a_read_only_run_gives_one_line(tiny_run, monkeypatch):
+    def read_only(parent, name):
+        raise PermissionError(errno.EROFS, "Read-only file system", str(parent / name))
+
+    monkeypatch.setattr("kerasdec.evaluation.evaluate.new_folder", read_only)
+    args = ["evaluate", str(tiny_run.run_dir), "--data-root", str(tiny_run.data.root)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    folder = tiny_run.run_dir / "evaluate-test-final"
+    assert result.output.strip() == f"Error: {folder}: Read-only file system"
+
+
+def test_a_failed_evaluate_leaves_no_folder(tiny_run, monkeypatch):
+    def disk_full(model, samples, data_cfg, out, **kwargs):
+        (out / "figures").mkdir()
+        raise OSError(errno.ENOSPC, "No space left on device", str(out / "figures" / "00001_x.png"))
+
+    monkeypatch.setattr("kerasdec.evaluation.evaluate.evaluate_model", disk_full)
+    before = sorted(p.name for p in tiny_run.run_dir.iterdir())
+    args = ["evaluate", str(tiny_run.run_dir), "--data-root", str(tiny_run.data.root)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1
+    assert result.output.strip().endswith("00001_x.png: No space left on device")
+    assert sorted(p.name for p in tiny_run.run_dir.iterdir()) == before  # no empty evaluate-test-final-N/

@@ -24,8 +24,9 @@ def test_sklearn_doc_example_by_hand():
     # Points (t, TP, FP): (.8,1,0) (.4,1,1) (.35,2,1) (.1,2,2); AP = .5·1 + .5·2/3.
     assert m["ap"] == pytest.approx(0.5 + 0.5 * 2 / 3)
     assert m["auc"] == pytest.approx(0.75)
-    # F = 2TP/(2TP+FP+FN): 2/3, 1/2, 4/5, 2/3 → best at .35.
-    assert m["threshold"] == 0.35 and m["f_measure"] == pytest.approx(0.8)
+    # F = 2TP/(2TP+FP+FN): 2/3, 1/2, 4/5, 2/3 → best at .35; stored: midway to the next lower score .1.
+    assert m["threshold_score"] == 0.35 and m["f_measure"] == pytest.approx(0.8)
+    assert m["threshold"] == pytest.approx(0.225) and m["threshold_margin"] == pytest.approx(0.125)
     assert (m["tp"], m["fp"], m["fn"], m["tn"]) == (2, 1, 0, 1)
     assert (m["tpr"], m["tnr"], m["accuracy"]) == (1.0, 0.5, 0.75)
     assert (m["fp_at_05"], m["fn_at_05"]) == (0, 1)
@@ -38,7 +39,8 @@ def test_tied_scores_by_hand():
     # The three 0.5 scores form one point: (.9,1,0) (.5,2,2) (.2,3,2).
     assert m["ap"] == pytest.approx((1 + 0.5 + 0.6) / 3)
     assert m["auc"] == pytest.approx(0.5)  # 2 wins + 2 half-ties + 0 of 6 pairs
-    assert m["threshold"] == 0.2 and (m["fp"], m["fn"]) == (2, 0)
+    assert (m["threshold_score"], m["threshold"]) == (0.2, 0.1)  # below the lowest score: midway to 0
+    assert (m["fp"], m["fn"]) == (2, 0)
     assert (m["tpr"], m["tnr"], m["accuracy"]) == (1.0, 0.0, 0.6)
     assert (m["fp_at_05"], m["fn_at_05"]) == (2, 1)
     assert (m["threshold_at_fn0"], m["fp_at_fn0"]) == (0.2, 2)
@@ -47,17 +49,34 @@ def test_tied_scores_by_hand():
 def test_f_measure_tie_takes_lowest_threshold():
     # F at (.9,1,0) = 2/3 and at (.2,2,2) = 4/6 = 2/3: the lower threshold wins, giving FN = 0.
     m = image_metrics([1, 0, 0, 1], [0.9, 0.6, 0.5, 0.2])
-    assert m["threshold"] == 0.2 and (m["fp"], m["fn"]) == (2, 0)
+    assert (m["threshold_score"], m["threshold"]) == (0.2, 0.1) and (m["fp"], m["fn"]) == (2, 0)
     assert m["f_measure"] == pytest.approx(2 / 3)
 
 
 def test_perfect_separation_and_fn0_with_tie_at_lowest_positive():
     m = image_metrics(np.array([False, False, True, True]), [0.1, 0.2, 0.7, 0.9])
-    assert (m["ap"], m["auc"], m["threshold"], m["fp"], m["fn"], m["fp_at_fn0"]) == (1.0, 1.0, 0.7, 0, 0, 0)
+    assert (m["ap"], m["auc"], m["threshold_score"]) == (1.0, 1.0, 0.7)
+    assert (m["fp"], m["fn"], m["fp_at_fn0"]) == (0, 0, 0)
+    assert m["threshold"] == pytest.approx(0.45)
     assert m["accuracy"] == 1.0
     # A negative tied with the lowest positive counts as a false positive (score >= threshold).
     m = image_metrics([1, 0, 1, 0], [0.8, 0.3, 0.3, 0.1])
     assert (m["threshold_at_fn0"], m["fp_at_fn0"]) == (0.3, 1)
+
+
+def test_threshold_is_never_an_evaluated_score_and_keeps_fp_fn():
+    # The case: the F-best score 0.47987871 must not be the threshold itself, or float
+    # rounding in another runtime flips that image. Midway to the next lower score 0.31 instead.
+    labels = np.array([1, 1, 0, 0, 1, 0]).astype(bool)
+    scores = np.array([0.9, 0.47987871, 0.31, 0.25, 0.2, 0.01])
+    m = image_metrics(labels, scores)
+    assert m["threshold_score"] == 0.47987871 and (m["fp"], m["fn"]) == (0, 1)
+    assert m["threshold"] == pytest.approx((0.47987871 + 0.31) / 2)
+    for jitter in (-0.08, 0.08):  # any score error below the margin keeps every decision
+        moved = scores + np.sign(jitter) * min(abs(jitter), 0.999 * m["threshold_margin"])
+        assert ((moved >= m["threshold"]) == (scores >= m["threshold_score"])).all()
+    adjacent = np.nextafter(0.5, 0.0)  # nothing lies between: the F-best score itself is kept
+    assert image_metrics([1, 0], [0.5, adjacent])["threshold"] == 0.5
 
 
 def test_plain_python_types():
@@ -89,7 +108,11 @@ def test_random_lists_with_ties_match_sklearn_and_brute_force(seed):
     assert m["ap"] == pytest.approx(average_precision_score(labels, scores), abs=1e-12)
     assert m["auc"] == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
     assert average_precision(labels, scores) == m["ap"] and roc_auc(labels, scores) == m["auc"]
-    assert (m["threshold"], m["fp"], m["fn"]) == _brute_force_best(labels, scores)
+    assert (m["threshold_score"], m["fp"], m["fn"]) == _brute_force_best(labels, scores)
+    assert m["threshold"] not in scores and m["threshold"] < m["threshold_score"]
+    decided = scores >= m["threshold"]  # the stored threshold gives the F-best point's FP and FN
+    assert (int(np.sum(decided & ~labels)), int(np.sum(~decided & labels))) == (m["fp"], m["fn"])
+    assert m["threshold_margin"] == pytest.approx(np.min(np.abs(scores - m["threshold"])))
     lowest = scores[labels].min()
     assert m["fp_at_fn0"] == int(np.sum(~labels & (scores >= lowest)))
 
@@ -136,7 +159,8 @@ def test_join_folds_by_hand():
     assert (joined["fp_at_05"], joined["fn_at_05"], joined["fp_at_fn0"]) == (2, 2, 3)
     assert joined["tpr"] == 1.0 and joined["tnr"] == pytest.approx(1 / 4)
     assert joined["accuracy"] == pytest.approx(6 / 9)
-    assert joined["fold_thresholds"] == [0.35, 0.2] and joined["threshold"] == pytest.approx(0.275)
+    assert joined["fold_thresholds"] == pytest.approx([0.225, 0.1])
+    assert joined["threshold"] == pytest.approx(0.1625)
     assert "pixel_ap" not in joined  # only averaged when every fold has it
     assert "f_measure" not in joined
 

@@ -164,3 +164,46 @@ def test_import_under_another_backend_says_how_to_fix(monkeypatch, path):
     spec = importlib.util.spec_from_file_location("kerasdec_backend_probe", path)
     with pytest.raises(ImportError, match="KERAS_BACKEND is 'jax'; set KERAS_BACKEND=tensorflow"):
         spec.loader.exec_module(importlib.util.module_from_spec(spec))
+
+
+def test_input_size_and_threshold_travel_in_the_keras_file(tmp_path):
+    net = SegDecNet(input_channels=1, input_height=64, input_width=96, threshold=0.25)
+    net(images((1, 64, 96, 1)))
+    net.set_threshold(0.375)  # what kerasdec fit does after its test evaluation
+    net.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras")
+    assert (loaded.input_height, loaded.input_width, loaded.threshold) == (64, 96, 0.375)
+    compiled = SegDecNet(input_channels=1)
+    compiled.compile(optimizer=keras.optimizers.SGD(0.01))
+    compiled.build_for_training((128, 64, 1))  # the trainer's build records the training size
+    assert (compiled.input_height, compiled.input_width, compiled.threshold) == (128, 64, None)
+
+
+def test_a_file_saved_before_the_size_was_recorded_takes_its_build_shape(model, tmp_path):
+    import json
+    import zipfile
+
+    model.save(tmp_path / "new.keras")
+    with zipfile.ZipFile(tmp_path / "new.keras") as src, zipfile.ZipFile(tmp_path / "old.keras", "w") as dst:
+        for item in src.namelist():
+            data = src.read(item)
+            if item == "config.json":  # as kerasdec wrote it before: no input size, no threshold
+                config = json.loads(data)
+                for key in ("input_height", "input_width", "threshold"):
+                    del config["config"][key]
+                data = json.dumps(config).encode()
+            dst.writestr(item, data)
+    old = keras.saving.load_model(tmp_path / "old.keras")
+    assert (old.input_height, old.input_width, old.threshold) == (64, 64, None)  # built at 64x64
+    new = keras.saving.load_model(tmp_path / "new.keras")
+    assert (new.input_height, new.input_width) == (None, None)  # recorded as unknown: stays unknown
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"input_height": 64}, r"input_height=64, input_width=None; expected both"),
+    ({"input_height": 60, "input_width": 64}, r"height=60 \(SegDecNet input size\); expected a multiple"),
+    ({"threshold": 1.5}, r"threshold=1.5; expected a score threshold in \[0, 1\]"),
+])
+def test_bad_deployment_settings_are_refused(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        SegDecNet(input_channels=1, **kwargs)

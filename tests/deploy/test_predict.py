@@ -1,8 +1,14 @@
-"""predict on new images of any size from a run directory, a .keras file and an exported SavedModel."""
+"""predict on new images of any size from a run directory, a .keras file and an exported SavedModel.
+
+Issue 11 cases: a .keras at another size than trained (#3), a broken symbolic link (#4), a full disk
+(#8) and a read-only output folder (#10). The same decisions from every artifact of a TRAINED model:
+test_trained.py.
+"""
 
 from __future__ import annotations
 
 import csv
+import errno
 import json
 import shutil
 from pathlib import Path
@@ -10,9 +16,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
-from kerasdec.config import DataConfig
-from kerasdec.evaluation.predict import collect_inputs, overlay_names, predict
+from kerasdec.cli import main
+from kerasdec.deploy.contract import ModelInfo
+from kerasdec.deploy.predict import collect_inputs, overlay_names, predict
 
 SHAPES = {"a/x.png": (50, 70), "b/x.jpg": (130, 90, 3), "b/c/y.bmp": (64, 64)}  # (h, w[, 3]) on disk
 
@@ -77,28 +85,30 @@ def test_predict_from_run_dir_skips_corrupt_file(tiny_run, inputs, tmp_path):
     assert all(r["decision"] == "1" for r in _rows(out2).values() if r["score"])
 
 
-def test_predict_from_keras_file(tiny_run, inputs, tmp_path):
-    lone = tmp_path / "lone" / "model.keras"  # no config.json beside it
+def test_predict_from_keras_file_at_its_own_size_only_unless_asked(tiny_run, inputs, tmp_path):
+    lone = tmp_path / "lone" / "model.keras"  # no config.json beside it: the file knows its size
     lone.parent.mkdir()
     shutil.copy(tiny_run.run_dir / "model_final.keras", lone)
-    with pytest.raises(ValueError, match="no config.json beside .*model.keras.*pass --width and --height"):
-        predict(lone, [inputs], tmp_path / "refused")
-    with pytest.raises(ValueError, match=r"width=32 \(input size\); expected a multiple of 8, at least 64"):
-        predict(lone, [inputs], tmp_path / "too-small", width=32, height=64)
-    assert not (tmp_path / "too-small").exists()
-    out = predict(lone, [inputs], tmp_path / "out", width=64, height=64)
+    out = predict(lone, [inputs], tmp_path / "out")
     rows = _check_outputs(out)
     score = float(rows["a/x.png"]["score"])
     assert score == pytest.approx(_expected_score(tiny_run.model, inputs / "a/x.png"), abs=1e-5)
     assert int(rows["a/x.png"]["decision"]) == int(score >= 0.5)  # default threshold without a run
+    with pytest.raises(ValueError, match=r"model.keras was trained at 64x64 \(WxH\) but 128x128 was "
+                                         r"requested; running at another size changes the scores: drop "
+                                         r"--width/--height, or add --allow-other-size"):
+        predict(lone, [inputs], tmp_path / "refused", width=128, height=128)
+    assert not (tmp_path / "refused").exists()
+    other = predict(lone, [inputs / "a"], tmp_path / "other", width=128, height=128, allow_other_size=True)
+    other_score = float(_rows(other)["a/x.png"]["score"])
+    assert other_score != pytest.approx(score, abs=1e-4)  # why it is refused by default: scores change
 
 
 def test_predict_from_saved_model(tiny_run, inputs, tmp_path):
-    from kerasdec.export.saved_model import export_saved_model
+    from kerasdec.deploy.saved_model import write_saved_model
 
-    version = export_saved_model(tiny_run.model, tmp_path / "served", threshold=0.25,
-                                 data_cfg=DataConfig(width=64, height=64, channels=1))
-    out = predict(version, [inputs], tmp_path / "out")
+    write_saved_model(tiny_run.model, tmp_path / "served" / "1", ModelInfo(64, 64, 1, 0.25))
+    out = predict(tmp_path / "served" / "1", [inputs], tmp_path / "out")
     rows = _check_outputs(out, expect_decision=1)  # threshold 0.25 from metadata.json; scores are ~0.5
     keras_out = predict(tiny_run.run_dir / "model_final.keras", [inputs], tmp_path / "keras")
     for name, row in _rows(keras_out).items():
@@ -106,6 +116,44 @@ def test_predict_from_saved_model(tiny_run, inputs, tmp_path):
             assert float(rows[name]["score"]) == pytest.approx(float(row["score"]), abs=1e-5)
     base = predict(tmp_path / "served", [inputs / "a"], tmp_path / "base")  # base folder: highest version
     assert (base / "overlays" / "x.png").is_file()
+    with pytest.raises(ValueError, match=r"exported for 64x64 \(WxH\); 128x128 was requested"):
+        predict(tmp_path / "served", [inputs / "a"], tmp_path / "no", width=128, height=128)
+
+
+def test_a_broken_symlink_is_reported_like_a_corrupt_file(tiny_run, inputs, tmp_path):
+    (inputs / "a" / "gone.png").symlink_to(tmp_path / "deleted.png")
+    out = predict(tiny_run.run_dir, [inputs / "a"], tmp_path / "out")
+    rows = _rows(out)
+    assert set(rows) == {"a/x.png", "a/gone.png"}
+    assert rows["a/gone.png"]["score"] == "" and rows["a/gone.png"]["error"] == (
+        f"{inputs / 'a' / 'gone.png'} is a broken symbolic link (to {tmp_path / 'deleted.png'}); expected an "
+        "image file")
+    assert rows["a/x.png"]["error"] == ""
+
+
+def test_a_full_disk_gives_one_line_and_leaves_no_output(tiny_run, inputs, tmp_path, monkeypatch):
+    import kerasdec.deploy.predict as predict_module
+
+    def full(path, data, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(predict_module, "write_bytes", full)
+    result = CliRunner().invoke(main, ["predict", str(tiny_run.run_dir), str(inputs), "--out",
+                                       str(tmp_path / "out")])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "No space left on device" in lines[0], lines
+    assert lines[0].startswith(f"Error: Could not write {tmp_path / 'out'}: ")  # the output folder named
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["inputs"]  # no out folder, no hidden one
+
+
+def test_a_read_only_output_folder_gives_one_line(tiny_run, inputs, tmp_path, monkeypatch):
+    monkeypatch.setattr("kerasdec.deploy.predict.os.access", lambda path, mode: False)  # root ignores chmod
+    with pytest.raises(PermissionError, match=rf"--out {tmp_path / 'out'}: cannot write into {tmp_path} "):
+        predict(tiny_run.run_dir, [inputs], tmp_path / "out")
+    deep = tmp_path / "new" / "deeper" / "out"  # the first folder that exists is the one to write into
+    with pytest.raises(PermissionError, match=rf"--out {deep}: cannot write into {tmp_path} "):
+        predict(tiny_run.run_dir, [inputs], deep)
 
 
 def test_refusals(tiny_run, inputs, tmp_path):
@@ -135,24 +183,26 @@ def test_collect_inputs_and_names(inputs):
 
 def test_colour_model_gets_rgb_at_its_input_size(inputs, tmp_path, monkeypatch):
     """A 3-channel model receives RGB (from a grayscale file too), resized to ITS size; overlays map back."""
-    import kerasdec.evaluation.predict as predict_module
-    from kerasdec.evaluation.predictor import Predictor
+    import kerasdec.deploy.predict as predict_module
 
     seen = []
 
-    def run(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        seen.append(x)
-        heat = np.zeros((len(x), 4, 8))
-        heat[:, :, 4:] = 1.0  # right half "defective"
-        return np.full(len(x), 0.7), heat
+    class Fake:
+        info = ModelInfo(height=64, width=128, channels=3, threshold=0.5)
+        source = "fake"
 
-    fake = Predictor(run, width=64, height=32, channels=3, threshold=0.5, source="fake")
-    monkeypatch.setattr(predict_module, "load_predictor", lambda *args, **kwargs: fake)
+        def predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            seen.append(x)
+            heat = np.zeros((len(x), 8, 16))
+            heat[:, :, 8:] = 1.0  # right half "defective"
+            return np.full(len(x), 0.7), heat
+
+    monkeypatch.setattr(predict_module, "load_runner", lambda *args, **kwargs: Fake())
     out = predict("ignored", [inputs / "b" / "x.jpg", inputs / "a" / "x.png"], tmp_path / "out")
     x = np.concatenate(seen)
-    assert x.shape == (2, 32, 64, 3) and x.dtype == np.float32
+    assert x.shape == (2, 64, 128, 3) and x.dtype == np.float32
     bgr = cv2.imread(str(inputs / "b" / "x.jpg"), cv2.IMREAD_COLOR)
-    rgb = cv2.resize(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), (64, 32), interpolation=cv2.INTER_LINEAR)
+    rgb = cv2.resize(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), (128, 64), interpolation=cv2.INTER_LINEAR)
     np.testing.assert_allclose(x[0], rgb / 255.0, atol=1e-6)
     assert np.allclose(x[1][..., 0], x[1][..., 1])  # the grayscale file is replicated to 3 channels
     rows = _rows(out)
