@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from kerasdec.config import DISTRIBUTES  # no tensorflow
 from kerasdec.deploy.contract import TFLITE_MODES  # no tensorflow: --help stays fast
 
 if TYPE_CHECKING:
@@ -135,7 +136,8 @@ def build_fit_config(dataset: str, positives: int | None, protocol: str | None, 
               help="Default auto: mixed_float16 on a GPU, float32 otherwise.")
 @click.option("--jit/--no-jit", default=None, help="XLA compilation (default: on when a GPU is visible).")
 @click.option("--validate-every", type=click.IntRange(min=1), help="Epochs between validations.")
-@click.option("--distribute", type=click.Choice(["none", "mirrored"]), help="mirrored = all local GPUs.")
+@click.option("--distribute", type=click.Choice(DISTRIBUTES),
+              help="mirrored = all local GPUs; multiworker = the cluster in TF_CONFIG (README).")
 @click.option("--seed", type=int, help="Seeds splits, sampling, initialisation, synthetic data (default 0).")
 @click.option("--run-dir", type=click.Path(file_okay=False),
               help="Where to write the run (default runs/<dataset>-<time>); must not exist yet.")

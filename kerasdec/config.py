@@ -13,7 +13,7 @@ from typing import Any
 
 DATASETS = ("synthetic", "ksdd", "ksdd2", "dagm", "severstal", "folder")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
-DISTRIBUTES = ("none", "mirrored")
+DISTRIBUTES = ("none", "mirrored", "multiworker")
 DOWNSCALE = 8  # the segmentation stage's output is at 1/8 of the input: H and W multiples of 8
 MIN_SIZE = 64  # the decision stage pools that 1/8 map three more times: below 64 nothing is left
 
@@ -104,7 +104,7 @@ class TrainConfig:
     precision: str = "auto"  # "auto" = mixed_float16 on a GPU, float32 otherwise
     jit: bool | None = None  # XLA; None = on when a GPU is visible
     validate_every: int = 5  # epochs between validations (the last epoch always validates)
-    distribute: str = "none"  # "mirrored" = MirroredStrategy over local GPUs
+    distribute: str = "none"  # "mirrored" = MirroredStrategy over local GPUs; "multiworker" = TF_CONFIG cluster
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, f"epochs={self.epochs}; expected >= 1")
