@@ -157,6 +157,10 @@ def fit(dataset: str, positives: int | None, protocol: str | None, seed: int | N
             cfg = build_fit_config(dataset, positives, protocol, seed, run_dir, **flags)
         except ValueError as err:
             raise click.UsageError(str(err)) from err
+        if cfg.train.distribute == "multiworker":  # a bad TF_CONFIG fails before TensorFlow is imported
+            from kerasdec.training.cluster import check_new_run
+
+            check_new_run(cfg.run_dir)
     from kerasdec.training.trainer import fit as fit_run
 
     out = fit_run(cfg, resume=resume, data_root=flags["root"] if resume else None)

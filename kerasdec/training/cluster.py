@@ -159,6 +159,18 @@ def cluster_timeout(environ: Mapping[str, str] | None = None) -> float:
     return seconds
 
 
+def check_new_run(run_dir: str | None, environ: Mapping[str, str] | None = None) -> tuple[Cluster, float]:
+    """``read_cluster`` for a new multi-worker run, which needs an explicit run directory.
+
+    Raises:
+        ValueError: no ``run_dir``; everything ``read_cluster`` raises.
+    """
+    if run_dir is None:
+        raise ValueError("--distribute multiworker needs --run-dir: the chief writes the run there and every "
+                         "worker resumes from it (a folder on a filesystem all workers share)")
+    return read_cluster(environ)
+
+
 def read_cluster(environ: Mapping[str, str] | None = None) -> tuple[Cluster, float]:
     """The checked cluster from TF_CONFIG (own port free) and the peer timeout, before TensorFlow starts."""
     environ = os.environ if environ is None else environ

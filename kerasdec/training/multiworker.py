@@ -32,7 +32,7 @@ from kerasdec.config import RunConfig
 from kerasdec.models.rowconv import released_custom_gradients
 from kerasdec.rundir import check_writable, read_run_config, resolve_paths
 from kerasdec.training import trainer
-from kerasdec.training.cluster import Cluster, read_cluster
+from kerasdec.training.cluster import Cluster, check_new_run, read_cluster
 from kerasdec.training.resume import Progress, adopt_data, open_resumed, restore
 
 log = logging.getLogger(__name__)
@@ -59,13 +59,11 @@ def fit(cfg: RunConfig, *, resume: Path | str | None = None, data_root: Path | s
         tf.errors.DeadlineExceededError, tf.errors.UnavailableError: peers not reachable within the
             timeout, or a worker died.
     """
-    cluster, timeout = read_cluster()  # before TensorFlow starts: bad settings fail in a second
     if resume is not None:
+        cluster, timeout = read_cluster()  # before TensorFlow runs: bad settings fail in a second
         run_dir, cfg = open_resumed(resume, data_root, tidy=cluster.is_chief)
     else:
-        if cfg.run_dir is None:
-            raise ValueError("--distribute multiworker needs --run-dir: the chief writes the run there and "
-                             "every worker resumes from it (a folder on a filesystem all workers share)")
+        cluster, timeout = check_new_run(cfg.run_dir)
         cfg = resolve_paths(cfg)
         run_dir = Path(cfg.run_dir)
         if cluster.is_chief:
@@ -136,7 +134,8 @@ def broadcast_from_chief(strategy: tf.distribute.Strategy, model: keras.Model, i
     variables = model.trainable_variables
 
     def chiefs_weights():  # in the replica context: tensors on the worker's device
-        return _all_reduce_sum([v.value if is_chief else tf.zeros_like(v.value) for v in variables])
+        mine = [tf.identity(v.value) if is_chief else tf.zeros(v.shape, v.dtype) for v in variables]
+        return _all_reduce_sum(mine)
 
     @tf.function
     def broadcast():
