@@ -32,7 +32,7 @@ from kerasdec.config import RunConfig
 from kerasdec.models.rowconv import released_custom_gradients
 from kerasdec.rundir import check_writable, read_run_config, resolve_paths
 from kerasdec.training import trainer
-from kerasdec.training.cluster import Cluster, check_new_run, read_cluster
+from kerasdec.training.cluster import TIMEOUT_ENV, Cluster, check_new_run, read_cluster
 from kerasdec.training.resume import Progress, adopt_data, open_resumed, restore
 
 log = logging.getLogger(__name__)
@@ -56,8 +56,7 @@ def fit(cfg: RunConfig, *, resume: Path | str | None = None, data_root: Path | s
     Raises:
         ValueError: a malformed TF_CONFIG or KERASDEC_CLUSTER_TIMEOUT, a port in use, no --run-dir;
             everything ``trainer.fit`` raises.
-        tf.errors.DeadlineExceededError, tf.errors.UnavailableError: peers not reachable within the
-            timeout, or a worker died.
+        ConnectionError: the peers were not reachable within the timeout, or a worker died.
     """
     if resume is not None:
         cluster, timeout = read_cluster()  # before TensorFlow runs: bad settings fail in a second
@@ -69,6 +68,17 @@ def fit(cfg: RunConfig, *, resume: Path | str | None = None, data_root: Path | s
         if cluster.is_chief:
             trainer.check_run_dir_free(cfg.run_dir)
             check_writable(run_dir.parent)
+    try:
+        return _run(cluster, timeout, cfg, run_dir, resume, data_root, callbacks)
+    except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.AbortedError) as err:
+        raise ConnectionError(
+            f"Worker {cluster.rank} ({cluster.address}) lost its peers or did not reach them within "
+            f"{timeout:g} s ({TIMEOUT_ENV}): {type(err).__name__}: {err.message.splitlines()[0]}; restart "
+            f"every worker with `kerasdec fit --resume {run_dir}`") from err
+
+
+def _run(cluster: Cluster, timeout: float, cfg: RunConfig, run_dir: Path, resume: Path | str | None,
+         data_root: Path | str | None, callbacks: Sequence[keras.callbacks.Callback]) -> Path:
     strategy = make_strategy(cluster, timeout)
     log.info("Worker %d of %d (%s, chief: %s)", cluster.rank, len(cluster.workers), cluster.address,
              cluster.is_chief)

@@ -72,22 +72,37 @@ def _start_workers(args: list[str], logs: Path, stack: ExitStack) -> list[subpro
         stack.callback(out.close)
         proc = subprocess.Popen(["timeout", "-s", "KILL", str(WORKER_TIMEOUT), sys.executable, "-c",
                                  "from kerasdec.cli import main; main()", "fit", *args],
-                                env=env, stdout=out, stderr=subprocess.STDOUT)
+                                env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         stack.callback(proc.wait)
         stack.callback(_kill, proc)
         procs.append(proc)
     return procs
 
 
-def _kill(proc: subprocess.Popen) -> None:
+def _signal(proc: subprocess.Popen, sig: int) -> None:
+    """Signal the worker's process group (`timeout` and the Python process it runs)."""
     if proc.poll() is None:
-        proc.kill()
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    _signal(proc, signal.SIGKILL)
 
 
 def _wait_all(procs: list[subprocess.Popen], logs: Path) -> None:
     for index, proc in enumerate(procs):
         code = proc.wait(timeout=WORKER_TIMEOUT + 10)
         assert code == 0, (logs / f"worker{index}.log").read_text()[-3000:]
+
+
+def _wait_for(condition, procs: list[subprocess.Popen], timeout: float = WORKER_TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline and all(p.poll() is None for p in procs), "worker ended early"
+        time.sleep(0.05)
 
 
 def _weights(run_dir: Path) -> list[np.ndarray]:
@@ -140,15 +155,15 @@ def test_a_killed_worker_then_both_resumed_continue_from_the_last_epoch(dataset,
     with ExitStack() as stack:
         procs = _start_workers([*FLAGS, "--data-root", str(dataset), "--distribute", "multiworker",
                                 "--run-dir", str(run_dir)], tmp_path / "first", stack)
-        deadline = time.monotonic() + WORKER_TIMEOUT
-        while not (run_dir / "checkpoint" / "epoch-0001").is_dir():
-            assert time.monotonic() < deadline and all(p.poll() is None for p in procs), "no first epoch"
-            time.sleep(0.2)
-        procs[1].send_signal(signal.SIGKILL)  # worker 1 dies during epoch 2
-        try:  # the chief notices (collective or heartbeat error) and stops on its own
-            assert procs[0].wait(timeout=60) != 0
-        finally:
-            _kill(procs[0])
+        # Worker 1 is frozen once it ended epoch 1 (the chief cannot finish a step of epoch 2 without
+        # it), then killed once the chief's checkpoint of epoch 1 is complete.
+        _wait_for(lambda: "Epoch 1/2:" in (tmp_path / "first" / "worker1.log").read_text(), procs)
+        _signal(procs[1], signal.SIGSTOP)
+        _wait_for((run_dir / "checkpoint" / "epoch-0001").is_dir, procs[:1])
+        _kill(procs[1])
+        started = time.monotonic()
+        code = procs[0].wait(timeout=WORKER_TIMEOUT)  # the chief notices that its peer is gone, and stops
+        assert code != 0 and time.monotonic() - started < 70, (tmp_path / "first" / "worker0.log").read_text()
     assert not (run_dir / "finished.json").exists()
     with ExitStack() as stack:
         procs = _start_workers(["--resume", str(run_dir)], tmp_path / "second", stack)
