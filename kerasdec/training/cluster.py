@@ -66,7 +66,8 @@ def parse_tf_config(text: str | None) -> Cluster:
             type, an index out of range, a bad or repeated address (the message names the field).
 
     Example:
-        >>> parse_tf_config('{"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 1}}').rank
+        >>> text = '{"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 1}}'
+        >>> parse_tf_config(text).rank
         1
     """
     if not text or not text.strip():
@@ -137,8 +138,8 @@ def check_port_free(cluster: Cluster) -> None:
         try:
             sock.bind(("", port))
         except OSError as err:
-            _fail(field, f"port {port} of {cluster.address} is already in use on this machine ({err.strerror}); "
-                  "stop what uses it or choose another port")
+            _fail(field, f"port {port} of {cluster.address} is already in use on this machine "
+                  f"({err.strerror}); stop what uses it or choose another port")
 
 
 def cluster_timeout(environ: Mapping[str, str] | None = None) -> float:

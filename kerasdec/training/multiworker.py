@@ -19,10 +19,12 @@ reads the chief's run directory: it must be on a filesystem all workers share.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
+import signal
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import keras
@@ -79,7 +81,8 @@ def fit(cfg: RunConfig, *, resume: Path | str | None = None, data_root: Path | s
 
 def _run(cluster: Cluster, timeout: float, cfg: RunConfig, run_dir: Path, resume: Path | str | None,
          data_root: Path | str | None, callbacks: Sequence[keras.callbacks.Callback]) -> Path:
-    strategy = make_strategy(cluster, timeout)
+    with startup_watchdog(cluster, timeout):
+        strategy = make_strategy(cluster, timeout)
     log.info("Worker %d of %d (%s, chief: %s)", cluster.rank, len(cluster.workers), cluster.address,
              cluster.is_chief)
     with trainer.precision_policy(cfg.train.precision), released_custom_gradients():
@@ -104,6 +107,24 @@ def _run(cluster: Cluster, timeout: float, cfg: RunConfig, run_dir: Path, resume
         if not cluster.is_chief:
             return run_dir
         return trainer.finish_run(model, run_dir, cfg, data.test, data.sampler)
+
+
+@contextlib.contextmanager
+def startup_watchdog(cluster: Cluster, timeout: float) -> Iterator[None]:
+    """Bound joining the cluster by ``timeout`` seconds: the process then ends (SIGALRM, exit 142).
+
+    TensorFlow waits for its peers inside C++ without releasing Python (no exception, no thread or
+    signal handler runs meanwhile), so only the signal's default action can end the wait.
+    """
+    log.info("Joining the cluster %s as %s; giving up after %g s (%s)", list(cluster.workers),
+             cluster.address, timeout, TIMEOUT_ENV)
+    previous = signal.signal(signal.SIGALRM, signal.SIG_DFL)
+    signal.setitimer(signal.ITIMER_REAL, timeout)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def make_strategy(cluster: Cluster, timeout: float) -> tf.distribute.MultiWorkerMirroredStrategy:

@@ -57,6 +57,10 @@ def _free_ports(n: int) -> list[int]:
             s.close()
 
 
+def _pythonpath() -> str:
+    return os.pathsep.join([str(Path(__file__).parents[2]), os.environ.get("PYTHONPATH", "")])
+
+
 def _start_workers(args: list[str], logs: Path, stack: ExitStack) -> list[subprocess.Popen]:
     """Two `kerasdec fit` workers on free local ports; each is killed when ``stack`` closes."""
     addresses = [f"127.0.0.1:{port}" for port in _free_ports(2)]
@@ -67,7 +71,7 @@ def _start_workers(args: list[str], logs: Path, stack: ExitStack) -> list[subpro
         tf_config = {"cluster": {"worker": addresses}, "task": {"type": "worker", "index": index}}
         env = {**os.environ, "TF_CONFIG": json.dumps(tf_config), "TMPDIR": str(scratch),
                "KERASDEC_CLUSTER_TIMEOUT": "60", "TF_CPP_MIN_LOG_LEVEL": "2",
-               "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[2]), os.environ.get("PYTHONPATH", "")])}
+               "PYTHONPATH": _pythonpath()}
         out = open(logs / f"worker{index}.log", "w")
         stack.callback(out.close)
         proc = subprocess.Popen(["timeout", "-s", "KILL", str(WORKER_TIMEOUT), sys.executable, "-c",
@@ -124,7 +128,7 @@ def _history(run_dir: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def _assert_same_run(run_dir: Path, reference: Path) -> None:
+def _assert_same_run(run_dir: Path, reference: Path, resumed: bool = False) -> None:
     # Float tolerance: summed losses and FeatureNorm amplify rounding; the single-process run itself,
     # with oneDNN's kernels off (TF_ENABLE_ONEDNN_OPTS=0), ends up to 1.2e-4 away (first conv kernel).
     for a, b in zip(_weights(run_dir), _weights(reference), strict=True):
@@ -134,7 +138,10 @@ def _assert_same_run(run_dir: Path, reference: Path) -> None:
     for row, want in zip(rows, expected):
         for column in ("loss", "seg_loss", "cls_loss", "lambda", "val_ap"):
             assert float(row[column]) == pytest.approx(float(want[column]), rel=1e-3, abs=1e-6), column
-    assert _layout(run_dir) == _layout(reference)
+    if resumed:  # each process run adds its own TensorBoard event files, as on one machine
+        assert sorted(set(_layout(run_dir))) == sorted(set(_layout(reference)))
+    else:
+        assert _layout(run_dir) == _layout(reference)
 
 
 def test_two_workers_train_what_one_process_trains_and_only_the_chief_writes(dataset, reference, tmp_path):
@@ -163,12 +170,29 @@ def test_a_killed_worker_then_both_resumed_continue_from_the_last_epoch(dataset,
         _kill(procs[1])
         started = time.monotonic()
         code = procs[0].wait(timeout=WORKER_TIMEOUT)  # the chief notices that its peer is gone, and stops
-        assert code != 0 and time.monotonic() - started < 70, (tmp_path / "first" / "worker0.log").read_text()
+        log = (tmp_path / "first" / "worker0.log").read_text()
+        assert code != 0 and time.monotonic() - started < 70, log
+        assert "lost its peers" in log and "restart every worker with `kerasdec fit --resume" in log
     assert not (run_dir / "finished.json").exists()
     with ExitStack() as stack:
         procs = _start_workers(["--resume", str(run_dir)], tmp_path / "second", stack)
         _wait_all(procs, tmp_path / "second")
-    _assert_same_run(run_dir, reference)
+    _assert_same_run(run_dir, reference, resumed=True)
+
+
+def test_a_worker_whose_peers_never_come_gives_up_after_the_timeout(dataset, tmp_path):
+    tf_config = {"cluster": {"worker": [f"127.0.0.1:{port}" for port in _free_ports(2)]},
+                 "task": {"type": "worker", "index": 0}}
+    env = {**os.environ, "TF_CONFIG": json.dumps(tf_config), "KERASDEC_CLUSTER_TIMEOUT": "3",
+           "PYTHONPATH": _pythonpath()}
+    started = time.monotonic()
+    result = subprocess.run(["timeout", "-s", "KILL", "60", sys.executable, "-c",
+                             "from kerasdec.cli import main; main()", "fit", *FLAGS, "--data-root", str(dataset),
+                             "--distribute", "multiworker", "--run-dir", str(tmp_path / "run")],
+                            env=env, capture_output=True, text=True, timeout=70)
+    assert result.returncode == -signal.SIGALRM or result.returncode == 128 + signal.SIGALRM, result.stderr
+    assert "giving up after 3 s (KERASDEC_CLUSTER_TIMEOUT)" in result.stderr
+    assert time.monotonic() - started < 40 and not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize("tf_config, message", [
@@ -206,7 +230,8 @@ def test_ranks_chief_and_timeout():
     assert (cluster.rank, cluster.is_chief, cluster.address, cluster.workers) == (2, False, "b:1",
                                                                                    ("c:1", "a:1", "b:1"))
     assert parse_tf_config(text.replace('"worker", "index": 1', '"chief", "index": 0')).is_chief
-    assert cluster_timeout({}) == DEFAULT_TIMEOUT == 300 and cluster_timeout({"KERASDEC_CLUSTER_TIMEOUT": "7"}) == 7
+    assert cluster_timeout({}) == DEFAULT_TIMEOUT == 300
+    assert cluster_timeout({"KERASDEC_CLUSTER_TIMEOUT": "7"}) == 7
     with pytest.raises(ValueError, match=r"KERASDEC_CLUSTER_TIMEOUT='-1'; expected a positive number"):
         cluster_timeout({"KERASDEC_CLUSTER_TIMEOUT": "-1"})
 
@@ -227,8 +252,8 @@ def test_cli_refuses_a_port_in_use_and_a_missing_run_dir_in_seconds(dataset, tmp
         result = CliRunner().invoke(main, [*args, "--run-dir", str(tmp_path / "run")],
                                     env={"TF_CONFIG": json.dumps(tf_config)})
         assert result.exit_code == 1 and result.stderr.count("\n") == 1
-        assert result.stderr.startswith(f"Error: TF_CONFIG 'cluster.worker[0]': port {port} of 127.0.0.1:{port} "
-                                        "is already in use on this machine")
+        assert result.stderr.startswith(f"Error: TF_CONFIG 'cluster.worker[0]': port {port} of "
+                                        f"127.0.0.1:{port} is already in use on this machine")
         result = CliRunner().invoke(main, args, env={"TF_CONFIG": json.dumps(tf_config)})
         assert result.exit_code == 1 and "--distribute multiworker needs --run-dir" in result.stderr
         assert time.monotonic() - started < 5 and not (tmp_path / "run").exists()
