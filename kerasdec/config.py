@@ -104,7 +104,7 @@ class TrainConfig:
     precision: str = "auto"  # "auto" = mixed_float16 on a GPU, float32 otherwise
     jit: bool | None = None  # XLA; None = on when a GPU is visible
     validate_every: int = 5  # epochs between validations (the last epoch always validates)
-    distribute: str = "none"  # "mirrored" = MirroredStrategy over local GPUs; "multiworker" = TF_CONFIG cluster
+    distribute: str = "none"  # "mirrored": MirroredStrategy, local GPUs; "multiworker": the TF_CONFIG cluster
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, f"epochs={self.epochs}; expected >= 1")

@@ -186,10 +186,10 @@ def test_a_worker_whose_peers_never_come_gives_up_after_the_timeout(dataset, tmp
     env = {**os.environ, "TF_CONFIG": json.dumps(tf_config), "KERASDEC_CLUSTER_TIMEOUT": "3",
            "PYTHONPATH": _pythonpath()}
     started = time.monotonic()
-    result = subprocess.run(["timeout", "-s", "KILL", "60", sys.executable, "-c",
-                             "from kerasdec.cli import main; main()", "fit", *FLAGS, "--data-root", str(dataset),
-                             "--distribute", "multiworker", "--run-dir", str(tmp_path / "run")],
-                            env=env, capture_output=True, text=True, timeout=70)
+    command = ["timeout", "-s", "KILL", "60", sys.executable, "-c", "from kerasdec.cli import main; main()",
+               "fit", *FLAGS, "--data-root", str(dataset), "--distribute", "multiworker", "--run-dir",
+               str(tmp_path / "run")]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=70)
     assert result.returncode == -signal.SIGALRM or result.returncode == 128 + signal.SIGALRM, result.stderr
     assert "giving up after 3 s (KERASDEC_CLUSTER_TIMEOUT)" in result.stderr
     assert time.monotonic() - started < 40 and not (tmp_path / "run").exists()
