@@ -120,7 +120,8 @@ def read_split_file(path: Path | str, dataset: str) -> dict[str, list]:
             shape was expected).
     """
     if dataset not in SHAPES:
-        raise ValueError(f"split_file is not read for dataset={dataset!r}; expected one of {sorted(SHAPES)}")
+        raise ValueError(f"{path}: split files are read for datasets {sorted(SHAPES)}; dataset={dataset!r} "
+                         "has none (drop --split-file)")
     shape, raw = SHAPES[dataset], read_raw(path)
     where = f"{path}: not a {dataset} split file"
     if not isinstance(raw, (list, tuple)) or len(raw) != len(shape.parts):
@@ -156,7 +157,8 @@ def _describe(value: Any) -> str:
     return f"a {type(value).__name__}"
 
 
-def entries_for(path: Path | str, dataset: str, split: str, group: int | None = None) -> list[tuple[Any, bool]]:
+def entries_for(path: Path | str, dataset: str, split: str,
+                group: int | None = None) -> list[tuple[Any, bool]]:
     """The (key, segmented) entries of one split; ``group`` = KSDD fold 0..2 or DAGM class 1..10.
 
     ``split`` "val" of a dataset without a validation part gives its "test" part.

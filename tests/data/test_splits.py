@@ -94,8 +94,9 @@ def test_malicious_pickle_runs_nothing_and_names_the_file(tmp_path):
             return (os.system, (f"touch {marker}",))
 
     path = _pickle(tmp_path / "split_10_10.pyb", [[Evil()], []])
-    with pytest.raises(ValueError, match=rf"{path}: the split file asks for class \w+\.system; split "
-                                         "files may only hold lists, tuples, strings, ints, booleans and None"):
+    with pytest.raises(ValueError, match=rf"{path}: the split file asks for class \w+\.system; "
+                                         "split files may only hold lists, tuples, strings, ints, "
+                                         "booleans and None"):
         splits.read_raw(path)
     assert not marker.exists()
     result = CliRunner().invoke(main, ["split", "--to-json", str(path), str(tmp_path / "out.json")])
@@ -109,14 +110,16 @@ def test_malicious_pickle_runs_nothing_and_names_the_file(tmp_path):
 
 def test_wrong_shape_and_missing_names_are_errors(ksdd_data, tmp_path):
     ksdd2_shaped = _pickle(tmp_path / "k2.pyb", ([(10000, True)], [(10001, True)]))
-    cfg = DataConfig(dataset="ksdd", root=str(ksdd_data.root), split_file=str(ksdd2_shaped))
+    cfg = DataConfig(dataset="ksdd", root=str(ksdd_data.root),
+                     split_file=str(ksdd2_shaped))
     with pytest.raises(ValueError, match=r"k2.pyb: not a ksdd split file .*expected \[train_folds, "
-                                         r"test_folds\], each a list of 3 lists of \(kos_folder, segmented\)"):
+                                         r"test_folds\], each a list of 3 lists of \(kos_folder, "
+                                         r"segmented\)"):
         load_split(cfg, "train", 0)
     missing = _pickle(tmp_path / "m.pyb", ([[("kos01", True), ("kos77", True)]] * 3, [[("kos02", True)]] * 3))
-    with pytest.raises(ValueError, match=r"m.pyb: lists folder .*kos77, which is not under the data root"):
+    with pytest.raises(ValueError, match=r"m.pyb: lists folder .*kos77, which is not under the data"):
         load_split(replace(cfg, split_file=str(missing)), "train", 0)
-    with pytest.raises(ValueError, match=r"split_file is not read for dataset='folder'"):
+    with pytest.raises(ValueError, match=r"m.pyb: split files are .*dataset='folder' has none"):
         splits.read_split_file(missing, "folder")
 
 
@@ -159,7 +162,8 @@ def test_exclusions_default_and_configured(ksdd_root):
 
 
 def _sample(positive: bool = True, mask: bool = True) -> Sample:
-    return Sample(name="s", image_path=Path("s.png"), is_positive=positive, mask_path=Path("m") if mask else None)
+    return Sample(name="s", image_path=Path("s.png"), is_positive=positive,
+                  mask_path=Path("m") if mask else None)
 
 
 @pytest.mark.parametrize("side, expected", [(9, 81 / 289), (17, 1.0), (3, 9 / 289)])
@@ -169,7 +173,8 @@ def test_mask_max_decision_target_is_the_peak_of_the_downsized_mask(side, expect
     mask[56:56 + side, 56:56 + side] = 255  # inside the 17×17 window starting at row/col 56 (k = 8)
     element = make_element(np.zeros((128, 128, 1), np.uint8), mask, _sample(), cfg)
     assert element.label[0] == pytest.approx(expected, abs=1e-6)  # a 9×9 defect: 81/289 ≈ 0.28
-    plain = make_element(np.zeros((128, 128, 1), np.uint8), mask, _sample(), replace(cfg, decision_target="image_label"))
+    plain = make_element(np.zeros((128, 128, 1), np.uint8), mask, _sample(),
+                         replace(cfg, decision_target="image_label"))
     assert plain.label[0] == 1.0
 
 
