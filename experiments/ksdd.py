@@ -2,9 +2,10 @@
 
 For each N in --positives and each fold, train with the published ICPR 2020 settings (epochs by N)
 into OUT/ksdd-N<n>-fold<k>; join the folds (AP and AUC averaged, FP and FN summed) into one row per N
-beside the published AP.
+beside the published AP. N counts kos FOLDERS (all their parts), as the published split_N_N files do;
+with --split-dir each row uses KSDD/split_<N>_<N>.pyb, without it the seeded folds and folder draw.
 
-    python experiments/ksdd.py --data-root data/KolektorSDD --out results/ksdd
+    python experiments/ksdd.py --data-root data/KolektorSDD --split-dir splits --out results/ksdd
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ PUBLISHED_AP = {33: 100.00, 25: 99.78, 20: 100.00, 15: 99.88, 10: 99.31, 5: 96.7
 def make_parser() -> argparse.ArgumentParser:
     parser = protocol.make_parser(__doc__.splitlines()[0])
     parser.add_argument("--positives", type=int, nargs="+", default=list(PUBLISHED_AP),
-                        help="Numbers of positive training images N, one row each.")
+                        help="Numbers of positive training kos folders N, one row each.")
     protocol.add_folds(parser)
     return parser
 
@@ -30,7 +31,7 @@ def make_parser() -> argparse.ArgumentParser:
 def plan(args: argparse.Namespace) -> list[protocol.Row]:
     """One row per N: the fold runs with N positives, and the published AP where the paper has N."""
     published = {n: {"AP": ap} for n, ap in PUBLISHED_AP.items()}
-    return [protocol.Row({"N": n}, protocol.runs_for("ksdd", args, f"ksdd-N{n}", positives=n),
+    return [protocol.Row({"N": n}, protocol.runs_for("ksdd", args, f"ksdd-N{n}", positives=n, split=(n, n)),
                          published.get(n, {}))
             for n in args.positives]
 
