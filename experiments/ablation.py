@@ -16,7 +16,10 @@ import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
-import protocol
+if __package__:  # python -m experiments.ablation, kerasdec experiment ablation
+    from experiments import protocol
+else:  # python experiments/ablation.py
+    import protocol
 
 from kerasdec.config import DATASETS, RunConfig
 

@@ -14,7 +14,10 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-import protocol
+if __package__:  # python -m experiments.dagm, kerasdec experiment dagm
+    from experiments import protocol
+else:  # python experiments/dagm.py
+    import protocol
 
 PUBLISHED = {"TPR": 100.0, "TNR": 100.0}  # every class (ICPR 2020; METHOD.md §8)
 

@@ -14,7 +14,10 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-import protocol
+if __package__:  # python -m experiments.ksdd, kerasdec experiment ksdd
+    from experiments import protocol
+else:  # python experiments/ksdd.py
+    import protocol
 
 # Published AP (%) by number of positive training images N (ICPR 2020; METHOD.md §8).
 PUBLISHED_AP = {33: 100.00, 25: 99.78, 20: 100.00, 15: 99.88, 10: 99.31, 5: 96.71}

@@ -18,7 +18,10 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-import protocol
+if __package__:  # python -m experiments.mixed, kerasdec experiment mixed
+    from experiments import protocol
+else:  # python experiments/mixed.py
+    import protocol
 
 FULL = "full"  # every positive keeps its pixel labels, the dataset's own split
 LEVELS: dict[str, list[int | str]] = {

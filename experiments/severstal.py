@@ -14,7 +14,10 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-import protocol
+if __package__:  # python -m experiments.severstal, kerasdec experiment severstal
+    from experiments import protocol
+else:  # python experiments/severstal.py
+    import protocol
 
 # Published AP (%), FP and FN by number of positive training images N (ICPR 2020; METHOD.md §8).
 PUBLISHED = {3000: {"AP": 99.04, "FP": 34, "FN": 54}, 1500: {"AP": 99.00, "FP": 41, "FN": 70},

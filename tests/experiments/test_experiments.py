@@ -223,3 +223,22 @@ def test_mixed_sweep_levels_presets_and_split_files(tmp_path):
     fold0 = k[0].runs["ksdd-M0-fold0"]
     assert fold0.data.split_file.endswith("KSDD/split_33_0.pyb")
     assert (fold0.train.lr, fold0.train.delta, fold0.train.dynamic_balance) == (0.01, 1.0, False)
+
+
+def test_every_protocol_runs_as_a_module_and_through_kerasdec_experiment(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(EXPERIMENTS.parent)}
+    done = subprocess.run([sys.executable, "-m", "experiments.mixed", "--help"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "--split-dir" in done.stdout and "--segmented" in done.stdout
+    from click.testing import CliRunner
+
+    from kerasdec.cli import EXPERIMENTS as NAMES
+    from kerasdec.cli import main
+
+    for name in NAMES:
+        result = CliRunner().invoke(main, ["experiment", name, "--help"])
+        assert result.exit_code == 0 and "--split-dir" in result.output, (name, result.output)
+    out = tmp_path / "k2"
+    result = CliRunner().invoke(main, ["experiment", "ksdd2", "--data-root", str(tmp_path / "none"),
+                                       "--out", str(out)])
+    assert result.exit_code == 1 and not out.exists()  # the data is checked before anything is written
