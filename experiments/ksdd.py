@@ -1,4 +1,4 @@
-"""KolektorSDD: AP by number of positive training images, 3-fold cross-validation (METHOD.md §5, §7, §8).
+"""KolektorSDD: AP by number N of positive training kos folders, 3-fold CV (METHOD.md §5, §7, §8).
 
 For each N in --positives and each fold, train with the published ICPR 2020 settings (epochs by N)
 into OUT/ksdd-N<n>-fold<k>; join the folds (AP and AUC averaged, FP and FN summed) into one row per N
@@ -42,7 +42,7 @@ def plan(args: argparse.Namespace) -> list[protocol.Row]:
 def main(argv: Sequence[str] | None = None) -> Path:
     """Run the protocol; return (and print) the path of OUT/table.md."""
     return protocol.run_protocol(
-        make_parser(), plan, "KolektorSDD: AP by number of positive training images N",
+        make_parser(), plan, "KolektorSDD: AP by number N of positive training kos folders",
         ("AP", "AUC", "FP", "FN"), ("AP",),
         notes=["AP and AUC averaged over the folds, FP and FN summed, each fold at its F-measure-best "
                "threshold (METHOD.md §5). Published: ICPR 2020 (METHOD.md §8)."], argv=argv)
