@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from kerasdec import bench  # noqa: E402
 from kerasdec.config import DataConfig, RunConfig, TrainConfig  # noqa: E402
-from kerasdec.models.rowconv import native_convolutions  # noqa: E402
+from kerasdec.models.rowconv import native_convolutions, released_custom_gradients  # noqa: E402
 from kerasdec.training.trainer import build_model, precision_policy  # noqa: E402
 
 
@@ -47,7 +47,7 @@ def main() -> None:
     for i in range(args.models):
         start = time.perf_counter()
         native = native_convolutions() if args.native else contextlib.nullcontext()
-        with precision_policy(precision), native:
+        with precision_policy(precision), native, released_custom_gradients():
             model = build_model(cfg)
             timer = bench.ModelTimer(model, batch)
             losses = [float(timer.model.train_function(timer._iterator)["loss"]) for _ in range(args.steps)]

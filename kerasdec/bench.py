@@ -36,6 +36,7 @@ import numpy as np
 import tensorflow as tf
 
 from kerasdec.config import DataConfig, RunConfig, TrainConfig
+from kerasdec.models.rowconv import released_custom_gradients
 from kerasdec.models.segdec import DOWNSCALE
 from kerasdec.training.trainer import build_model, precision_policy
 
@@ -86,7 +87,7 @@ def benchmark(width: int = 128, height: int = 128, channels: int = 1, batch_size
     cfg = RunConfig(data=data, train=train, seed=seed)
     rss_before = peak_rss_mb()
     gpu = reset_gpu_peak()
-    with precision_policy(cfg.train.precision) as resolved:
+    with precision_policy(cfg.train.precision) as resolved, released_custom_gradients():
         log.info("Benchmarking %dx%dx%d, batch %d, %s, jit=%s", width, height, channels, batch_size,
                  resolved, "auto" if jit is None else jit)
         start = time.perf_counter()

@@ -35,6 +35,7 @@ import tensorflow as tf
 
 from kerasdec import bench, bench_export, bench_pipeline
 from kerasdec.config import PRECISIONS, DataConfig, RunConfig, TrainConfig, check_input_size
+from kerasdec.models.rowconv import released_custom_gradients
 from kerasdec.models.segdec import DECISION_BLOCKS, SEGMENTATION_STAGES
 from kerasdec.training.trainer import build_model, precision_policy
 
@@ -146,7 +147,7 @@ def model_rows(size: tuple[int, int, int], precision: str, jit: bool | None, cfg
                     train=TrainConfig(batch_size=cfg.batch_size, precision=precision, jit=jit))
     flops = model_flops(width, height, channels)
     rows = []
-    with precision_policy(run.train.precision) as resolved:
+    with precision_policy(run.train.precision) as resolved, released_custom_gradients():
         model = build_model(run)
         timer = bench.ModelTimer(model, bench.synthetic_batch(run))
         used_jit = bool(model.jit_compile)

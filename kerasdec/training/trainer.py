@@ -18,6 +18,7 @@ from kerasdec.config import RunConfig
 from kerasdec.data import pipeline, sources
 from kerasdec.data.samples import Sample
 from kerasdec.data.sampling import FrequencySampler
+from kerasdec.models.rowconv import released_custom_gradients
 from kerasdec.models.segdec import SegDecNet
 from kerasdec.rundir import (
     CHECKPOINT_DIR,
@@ -84,7 +85,7 @@ def fit(cfg: RunConfig, *, resume: Path | str | None = None, data_root: Path | s
         check_writable(Path(cfg.run_dir).parent if cfg.run_dir else RUNS_DIR.resolve())
     else:
         run_dir, cfg = open_resumed(resume, data_root)
-    with precision_policy(cfg.train.precision):
+    with precision_policy(cfg.train.precision), released_custom_gradients():  # no model kept after fit
         keras.utils.set_random_seed(cfg.seed)
         data = prepare_data(cfg)  # every file decoded once: bad data fails before a run folder exists
         if resume is None:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
+import weakref
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -88,3 +92,35 @@ def test_feature_norm_gradient_matches_finite_differences():
     theoretical, numerical = tf.test.compute_gradient(layer, [tf.constant(x)], delta=1e-6)
     np.testing.assert_allclose(theoretical[0], numerical[0], rtol=1e-5, atol=1e-7)
     assert rowconv.MAX_POSITIONS >= 32 * 32  # 256×256 inputs (a 32×32 map) take the fast path
+
+
+def _trace_training(layer: ConvBlock, x: tf.Tensor) -> weakref.ref:
+    """Trace and run one kernel-gradient step; return a weak reference to the traced graph."""
+    @tf.function
+    def step(x: tf.Tensor) -> tf.Tensor:
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(layer(x) * tf.range(3, dtype=tf.float32))
+        return tape.gradient(loss, layer.conv.kernel)
+
+    assert float(tf.reduce_sum(tf.abs(step(x)))) > 0
+    return weakref.ref(step.get_concrete_function(x).graph)
+
+
+def _traced_graph_kept(release: bool) -> bool:
+    """Whether a training graph traced through the row-GEMM gradient (and with it the weights it
+    captured) stays alive once its layer and function are dropped."""
+    block = rowconv.released_custom_gradients() if release else contextlib.nullcontext()
+    with block:
+        x = tf.constant(np.random.default_rng(3).random((1, 8, 8, 2)).astype("float32"))
+        assert use_row_gemm(x.shape, 9)
+        layer = ConvBlock(3, 9, name="big")
+        layer(x)  # built outside the traced function
+        graph = _trace_training(layer, x)
+        del layer
+    gc.collect()
+    return graph() is not None
+
+
+def test_models_trained_inside_the_block_are_freed_after_it():
+    assert _traced_graph_kept(release=False)  # TensorFlow's gradient registry holds the traced graph
+    assert not _traced_graph_kept(release=True)
