@@ -82,6 +82,9 @@ def make_parser(description: str) -> argparse.ArgumentParser:
                         help="Folder for the runs and the table; called again with the same plan, the "
                              "protocol resumes. Nothing finished is overwritten.")
     parser.add_argument("--seed", type=int, default=0, help="Seed of every run (splits, sampling, weights).")
+    parser.add_argument("--smoke", action="store_true",
+                        help="Check the plumbing: every run on the synthetic dataset (at --data-root, or "
+                             "generated) at 64x64 for 1 epoch, runs with equal settings trained once.")
     quick = parser.add_argument_group("quick-run overrides of the published settings (for smoke tests)")
     quick.add_argument("--epochs", type=int, help="Epochs of every run.")
     quick.add_argument("--width", type=int, help="Input width (multiple of 8, >= 64).")
@@ -140,8 +143,10 @@ def build(dataset: str, args: argparse.Namespace, positives: int | None = None, 
         ValueError: an invalid value (from the config), naming the field.
         FileNotFoundError: --split-dir lacks the row's split file.
     """
-    path = split_file(args, dataset, *split) if split is not None else None
+    smoke = getattr(args, "smoke", False)  # the runs move to the synthetic dataset (smoke_rows)
+    path = split_file(args, dataset, *split) if split is not None and not smoke else None
     root = None if args.data_root is None else str(Path(args.data_root).resolve())
+    root = "(synthetic)" if smoke and root is None else root
     cfg = preset(dataset, positives=positives, root=root, **data)
     if path is not None:
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, split_file=path, positives=None,
@@ -179,6 +184,36 @@ def overrides_text(args: argparse.Namespace) -> str:
 
 PLAN_FILE = "protocol.json"  # the plan an OUT folder holds: run name -> config
 ABANDONED_DIR = "abandoned"  # runs killed before their first checkpoint, kept aside when restarted
+
+
+SMOKE_SIZE, SMOKE_EPOCHS = 64, 1  # --smoke: input side and epochs unless --width/--height/--epochs say
+
+
+def smoke_rows(rows: Sequence[Row], args: argparse.Namespace) -> list[Row]:
+    """The rows with every run moved to the synthetic dataset (--smoke).
+
+    Each run keeps the protocol's training switches (the ablation's) and loses what only its dataset
+    has (folds, classes, split files, positives, segmented); runs that end up with equal settings
+    become one run, named smoke-<k>, so the table's numbers all come from runs that were trained.
+    """
+    names: dict[str, str] = {}
+    out = []
+    for row in rows:
+        runs = {}
+        for cfg in row.runs.values():
+            data = dataclasses.replace(
+                preset("synthetic").data, width=args.width or SMOKE_SIZE,
+                root=None if args.data_root is None else str(Path(args.data_root).resolve()),
+                height=args.height or SMOKE_SIZE, weighted_seg=cfg.data.weighted_seg,
+                frequency_sampling=cfg.data.frequency_sampling)
+            train = dataclasses.replace(cfg.train, epochs=args.epochs or SMOKE_EPOCHS,
+                                        batch_size=args.batch_size or preset("synthetic").train.batch_size)
+            smoke = dataclasses.replace(cfg, data=data, train=train)
+            key = json.dumps(smoke.to_dict(), sort_keys=True)
+            name = names.setdefault(key, f"smoke-{len(names) + 1}")
+            runs[name] = smoke
+        out.append(dataclasses.replace(row, runs=runs))
+    return out
 
 
 def open_out(out: Path, rows: Sequence[Row]) -> None:
@@ -346,11 +381,16 @@ def run_protocol(parser: argparse.ArgumentParser, plan: Callable[[argparse.Names
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     try:
         rows = plan(args)
+        if args.smoke:
+            rows = smoke_rows(rows, args)
         check_data(rows)
         open_out(args.out, rows)
         joined = run_rows(rows, args.out)
         notes = [*notes, f"AP, AUC, TPR and TNR in %. Quick-run overrides: {overrides_text(args)}; seed "
                  f"{args.seed}. Runs and every metric: {args.out / 'summary.json'}."]
+        if args.smoke:
+            notes.insert(0, "SMOKE RUN (--smoke): every run on the synthetic dataset, a plumbing check, not "
+                            "a result; rows sharing settings share a run.")
         path = write_table(args.out, title, columns, published, rows, joined, notes)
     except (OSError, ValueError, FloatingPointError) as err:
         parser.exit(1, f"{parser.prog}: error: {err}\n")

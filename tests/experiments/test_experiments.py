@@ -242,3 +242,26 @@ def test_every_protocol_runs_as_a_module_and_through_kerasdec_experiment(tmp_pat
     result = CliRunner().invoke(main, ["experiment", "ksdd2", "--data-root", str(tmp_path / "none"),
                                        "--out", str(out)])
     assert result.exit_code == 1 and not out.exists()  # the data is checked before anything is written
+
+
+def test_smoke_runs_the_whole_protocol_on_synthetic_data(synthetic_root, tmp_path):
+    """`kerasdec experiment mixed --smoke`: three KSDD2 rows, one synthetic run (their settings are equal
+    once on synthetic data; M = 0 would add a second run, without dynamic balance), a table."""
+    from click.testing import CliRunner
+
+    from kerasdec.cli import main
+
+    out = tmp_path / "smoke"
+    result = CliRunner().invoke(main, ["experiment", "mixed", "--dataset", "ksdd2", "--smoke",
+                                       "--segmented", "16", "53", "full", "--data-root", str(synthetic_root),
+                                       "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["smoke-1"]
+    run = json.loads((out / "smoke-1" / "config.json").read_text())
+    assert (run["data"]["dataset"], run["data"]["width"], run["train"]["epochs"]) == ("synthetic", 64, 1)
+    metrics = json.loads((out / "smoke-1" / "metrics.json").read_text())
+    with open(out / "table.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["segmented"] for r in rows] == ["16", "53", "full"]
+    assert all(float(r["AP"]) == pytest.approx(100 * metrics["ap"]) for r in rows)
+    assert "SMOKE RUN" in (out / "table.md").read_text()
