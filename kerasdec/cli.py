@@ -72,14 +72,21 @@ def main(verbose: bool) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
 
 
-# Commands are defined below, one section each: fit, evaluate, predict, export.
+# Commands are defined below, one section each: fit, split, experiment, evaluate, predict, export, bench.
 
 
 # ---------------------------------------------------------------------------------------------- fit
 _DATA_FLAGS = ("root", "width", "height", "channels", "segmented", "fold", "category", "split_file",
-               "dilate", "w_pos", "p", "weighted_seg", "frequency_sampling")
+               "dilate", "w_pos", "p", "weighted_seg", "frequency_sampling", "exclude", "decision_target")
 _TRAIN_FLAGS = ("epochs", "lr", "delta", "batch_size", "dynamic_balance", "gradient_adjustment",
-                "precision", "jit", "validate_every", "distribute")
+                "precision", "jit", "validate_every", "distribute", "test_model", "drop_last")
+
+
+def _exclude(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple[str, ...] | None:
+    """--exclude given: those names ("none" = nothing); not given: None (the dataset's default)."""
+    if not values:
+        return None
+    return tuple(v for v in values if v.lower() != "none")
 
 
 def build_fit_config(dataset: str, positives: int | None, protocol: str | None, seed: int | None,
@@ -111,7 +118,14 @@ def build_fit_config(dataset: str, positives: int | None, protocol: str | None, 
               help="Of those, how many keep pixel labels; the rest are image-label only (default all).")
 @click.option("--fold", type=click.IntRange(0, 2), help="KSDD cross-validation fold (default 0).")
 @click.option("--category", type=click.IntRange(1, 10), help="DAGM class 1..10 (required for dagm).")
-@click.option("--split-file", type=click.Path(dir_okay=False, exists=True), help="KSDD JSON split file.")
+@click.option("--split-file", type=click.Path(dir_okay=False, exists=True),
+              help="Published split file (the reference's splits/<DATASET>/split_*.pyb, read without running "
+                   "any code from it) or its JSON form; --fold/--category pick the fold/class.")
+@click.option("--exclude", multiple=True, callback=_exclude,
+              help="Sample name left out of every split, e.g. kos21/Part7 (repeatable; replaces the "
+                   "dataset's default list, 'none' = exclude nothing).")
+@click.option("--decision-target", type=click.Choice(["image_label", "mask_max"]),
+              help="Classification target of a positive: 1, or the max of its 1/8 mask (published).")
 @click.option("--width", type=click.IntRange(min=8), help="Input width (multiple of 8).")
 @click.option("--height", type=click.IntRange(min=8), help="Input height (multiple of 8).")
 @click.option("--channels", type=click.Choice(["1", "3"]), callback=lambda c, p, v: v and int(v),
@@ -134,7 +148,12 @@ def build_fit_config(dataset: str, positives: int | None, protocol: str | None, 
 @click.option("--precision", type=click.Choice(["auto", "float32", "mixed_float16", "mixed_bfloat16"]),
               help="Default auto: mixed_float16 on a GPU, float32 otherwise.")
 @click.option("--jit/--no-jit", default=None, help="XLA compilation (default: on when a GPU is visible).")
-@click.option("--validate-every", type=click.IntRange(min=1), help="Epochs between validations.")
+@click.option("--validate-every", type=click.IntRange(min=1),
+              help="Validate at epochs 0, V, 2V, ... and the last.")
+@click.option("--test-model", type=click.Choice(["best", "final"]),
+              help="Model the test evaluation reports (default: best for severstal, else final).")
+@click.option("--drop-last/--keep-last", default=None,
+              help="Drop an incomplete last training batch (default, as published) or keep it.")
 @click.option("--distribute", type=click.Choice(["none", "mirrored"]), help="mirrored = all local GPUs.")
 @click.option("--seed", type=int, help="Seeds splits, sampling, initialisation, synthetic data (default 0).")
 @click.option("--run-dir", type=click.Path(file_okay=False),
@@ -169,6 +188,48 @@ def refuse_flags_with_resume(ctx: click.Context) -> None:
         names = ["/".join(p.opts + p.secondary_opts) for p in given]
         raise click.UsageError(f"--resume continues a run with its own config.json (only --data-root may "
                                f"be given with it); drop {names}")
+
+
+# -------------------------------------------------------------------------------------------- split
+@main.command()
+@click.argument("src", type=click.Path(exists=True, dir_okay=False))
+@click.argument("dst", type=click.Path(dir_okay=False))
+@click.option("--to-json", "to_json", is_flag=True, required=True,
+              help="Write SRC (a published pickle split file) as JSON to DST.")
+def split(src: str, dst: str, to_json: bool) -> None:
+    """Convert a split file: `kerasdec split --to-json SRC DST` (DST must not exist); prints DST.
+
+    SRC is decoded without allowing any class or function (only lists, tuples, strings, ints, booleans
+    and None), so no code from it runs.
+    """
+    from kerasdec.data.splits import to_json as convert
+
+    click.echo(str(convert(src, dst)))
+
+
+# --------------------------------------------------------------------------------------- experiment
+EXPERIMENTS = ("ksdd", "ksdd2", "dagm", "severstal", "ablation", "mixed")  # experiments/<name>.py
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "help_option_names": []})
+@click.argument("name", type=click.Choice(EXPERIMENTS))
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def experiment(name: str, args: tuple[str, ...]) -> None:
+    """Run a paper protocol, experiments/NAME.py, with ARGS (`kerasdec experiment NAME --help`).
+
+    The protocols ship with the repository (experiments/ beside kerasdec/); see experiments/README.md.
+    """
+    import importlib
+    import sys
+    from pathlib import Path
+
+    checkout = Path(__file__).resolve().parents[1]
+    if not (checkout / "experiments" / f"{name}.py").is_file():
+        raise click.ClickException(f"{checkout / 'experiments'}: no {name}.py; the protocols ship with the "
+                                   "kerasdec repository: run from a checkout (pip install -e .)")
+    if str(checkout) not in sys.path:
+        sys.path.insert(0, str(checkout))
+    importlib.import_module(f"experiments.{name}").main(list(args))
 
 
 # ----------------------------------------------------------------------------------------- evaluate
