@@ -26,6 +26,8 @@ from kerasdec.deploy.contract import TFLITE_MODES  # no tensorflow: --help stays
 if TYPE_CHECKING:
     from kerasdec.config import RunConfig
 
+TESTED_HELP = ("Which saved model of a run directory (default: the one its test evaluation used, which "
+               "carries the threshold: final, or best where the preset selects on validation).")
 FAULTS = (ValueError, OSError, FloatingPointError, zipfile.BadZipFile)  # user/environment faults
 # A Python exception raised inside tf.data (tf.numpy_function) reaches us as a TensorFlow OpError whose
 # message holds "<Name>Error: <message>" followed by the Python traceback.
@@ -239,8 +241,8 @@ def experiment(name: str, args: tuple[str, ...]) -> None:
               help="Dataset folder, when it is not where config.json says (moved data, another machine).")
 @click.option("--split", type=click.Choice(["test", "val"]), default="test", show_default=True,
               help="val = the split training validated on (test for datasets without one).")
-@click.option("--model", "which", type=click.Choice(["best", "final"]), default="final", show_default=True,
-              help="Which saved model of the run.")
+@click.option("--model", "which", type=click.Choice(["best", "final"]),
+              help=TESTED_HELP)
 def evaluate(run_dir: str, data_root: str | None, split: str, which: str) -> None:
     """Evaluate a run into a new folder RUN_DIR/evaluate-<split>-<model>; prints that folder."""
     from kerasdec.evaluation.evaluate import evaluate_run
@@ -303,8 +305,8 @@ def predict(model: str, inputs: tuple[str, ...], out_dir: str, threshold: float 
 @click.option("--tflite", "tflite_modes", type=click.Choice(TFLITE_MODES),
               multiple=True, help="Also convert to TFLite in this mode (repeatable). dynamic = int8 weights; "
                                   "int8 = calibrated on training images, FeatureNorm kept in float.")
-@click.option("--model", "which", type=click.Choice(["best", "final"]), default="final", show_default=True,
-              help="Which saved model of a run directory.")
+@click.option("--model", "which", type=click.Choice(["best", "final"]),
+              help=TESTED_HELP)
 @click.option("--threshold", type=click.FloatRange(0, 1),
               help="Decision threshold to record (default: the one stored in the model).")
 @click.option("--data-root", type=click.Path(exists=True, file_okay=False),
@@ -437,3 +439,7 @@ def bench(dataset: str, width: int | None, height: int | None, channels: int | N
         if path is not None:
             write(Path(path).resolve(), value, overwrite=False)
             click.echo(f"Wrote {path}")
+
+
+if __name__ == "__main__":  # python -m kerasdec.cli
+    main()

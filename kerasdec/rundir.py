@@ -39,15 +39,26 @@ TENSORBOARD_DIR = "tensorboard"  # TensorBoard event files
 TMP_PREFIX = ".tmp-"  # hidden temporary names; never a final name
 
 
-def model_path(run_dir: Path | str, which: str) -> Path:
-    """run_dir/model_final.keras ("final") or run_dir/model_best.keras ("best").
+def model_path(run_dir: Path | str, which: str | None = None) -> Path:
+    """run_dir/model_final.keras ("final") or run_dir/model_best.keras ("best"); None = the model the
+    run's test evaluation used (:func:`tested_model`), the one that carries the threshold.
 
     Raises:
         ValueError: ``which`` is neither "final" nor "best".
     """
+    which = tested_model(run_dir) if which is None else which
     if which not in MODEL_FILES:
         raise ValueError(f"which={which!r}; expected one of {sorted(MODEL_FILES)}")
     return Path(run_dir) / MODEL_FILES[which]
+
+
+def tested_model(run_dir: Path | str) -> str:
+    """"final" or "best": the model `kerasdec fit` evaluated on the test split (metrics.json's
+    "test_model"; "final" for runs without one, unfinished runs and runs made before it was recorded).
+    """
+    metrics = Path(run_dir) / METRICS_FILE
+    tested = read_json(metrics).get("test_model", "final") if metrics.is_file() else "final"
+    return tested if tested in MODEL_FILES else "final"
 
 
 def evaluation_folder(split: str, which: str) -> str:
@@ -322,8 +333,7 @@ def stored_threshold(model_file: Path | str) -> tuple[float | None, Path | None]
     if which is None:
         return None, None
     metrics = model_file.parent / METRICS_FILE
-    tested = read_json(metrics).get("test_model", "final") if metrics.is_file() else "final"
-    if tested != which:
+    if tested_model(model_file.parent) != which:
         metrics = model_file.parent / evaluation_folder("test", which) / METRICS_FILE
     if not metrics.is_file():
         return None, None

@@ -12,8 +12,8 @@ import numpy as np
 from kerasdec.config import DataConfig, RunConfig, TrainConfig
 from kerasdec.data import pipeline, sources
 from kerasdec.deploy.modelfile import load_model
-from kerasdec.deploy.runners import sigmoid
-from kerasdec.rundir import stored_threshold
+from kerasdec.deploy.runners import load_runner, sigmoid
+from kerasdec.rundir import model_path, stored_threshold
 from kerasdec.training.trainer import fit
 
 
@@ -54,3 +54,6 @@ def test_best_validation_model_is_tested_and_carries_the_threshold(severstal_roo
     assert load_model(run_dir / "model_best.keras").threshold == metrics["threshold"]  # carried by the model
     assert stored_threshold(run_dir / "model_best.keras")[0] == metrics["threshold"]
     assert stored_threshold(run_dir / "model_final.keras") == (None, None)  # not tested, no threshold
+    # evaluate, predict and export default to the tested model, the one with the threshold
+    assert model_path(run_dir) == run_dir / "model_best.keras"
+    assert load_runner(run_dir).info.threshold == metrics["threshold"]
