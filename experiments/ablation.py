@@ -3,7 +3,8 @@
 Rows, on one dataset: none of the four; + dynamically balanced loss; + gradient-flow adjustment;
 + frequency-of-use sampling; + distance-transform weights (= the full method). Every other setting is
 the dataset's published preset. KSDD rows join the folds (--folds), DAGM rows the classes
-(--categories): AP and AUC averaged, FP and FN summed.
+(--categories): AP and AUC averaged, FP and FN summed. KSDD trains on all 33 folders, Severstal on the
+1000/1000 split with its 50 epochs; with --split-dir their rows use the published split_<N>_<N>.pyb.
 
     python experiments/ablation.py --dataset ksdd --data-root data/KolektorSDD --out results/ablation-ksdd
 """
@@ -15,7 +16,10 @@ import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
-import protocol
+if __package__:  # python -m experiments.ablation, kerasdec experiment ablation
+    from experiments import protocol
+else:  # python experiments/ablation.py
+    import protocol
 
 from kerasdec.config import DATASETS, RunConfig
 
@@ -26,9 +30,10 @@ SWITCHES = (
     ("frequency sampling", "data", "frequency_sampling"),
     ("distance-transform weights", "data", "weighted_seg"),
 )
-# Positive training images when --positives is not given: the largest published N (METHOD.md §7 does
-# not state the ablation's N); None = all.
-DEFAULT_POSITIVES = {"ksdd": 33, "severstal": 3000}
+# Positive training images when --positives is not given (None = all): KSDD all 33 folders; Severstal
+# the 1000/1000 split with its 50 epochs (METHOD.md §7).
+DEFAULT_POSITIVES = {"ksdd": 33, "severstal": 1000}
+SPLIT_DATASETS = ("ksdd", "severstal")  # their rows use the published split_<N>_<N> with --split-dir
 # Published AP (%), FP, FN of the first (none) and last (all four) rows (METHOD.md §8).
 PUBLISHED = {
     "dagm": {0: {"AP": 90.84, "FP": 661, "FN": 45}, 4: {"AP": 100.0, "FP": 0, "FN": 0}},
@@ -74,7 +79,8 @@ def plan(args: argparse.Namespace) -> list[protocol.Row]:
     rows = []
     for n_on in range(len(SWITCHES) + 1):
         prefix = f"{args.dataset}-a{n_on}-" + row_label(n_on).strip("+ ").replace(" ", "-")
-        runs = protocol.runs_for(args.dataset, args, prefix, positives)
+        split = (positives, positives) if args.dataset in SPLIT_DATASETS else None
+        runs = protocol.runs_for(args.dataset, args, prefix, positives, split=split)
         rows.append(protocol.Row({"switches": row_label(n_on)},
                                  {name: with_switches(cfg, n_on) for name, cfg in runs.items()},
                                  PUBLISHED.get(args.dataset, {}).get(n_on, {})))

@@ -1,7 +1,9 @@
 """DAGM 2007: one row per class with the published ICPR 2020 settings (METHOD.md §7, §8).
 
 Each class is trained and evaluated on its own into OUT/dagm-class<c>; a last row joins the classes
-(AP and AUC averaged, FP and FN summed). The paper reports TPR = TNR = 100 % on every class.
+(AP and AUC averaged, FP and FN summed). The paper reports TPR = TNR = 100 % on every class. With
+every positive segmented the split is the dataset's own Train/Test folders, so --split-dir is not
+needed here (the DAGM split files serve the mixed-supervision sweep, experiments/mixed.py).
 
     python experiments/dagm.py --data-root data/DAGM --out results/dagm
 """
@@ -12,7 +14,10 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-import protocol
+if __package__:  # python -m experiments.dagm, kerasdec experiment dagm
+    from experiments import protocol
+else:  # python experiments/dagm.py
+    import protocol
 
 PUBLISHED = {"TPR": 100.0, "TNR": 100.0}  # every class (ICPR 2020; METHOD.md §8)
 

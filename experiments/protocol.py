@@ -6,12 +6,21 @@ The runs of a row are joined with ``kerasdec.evaluation.metrics.join_folds`` (AP
 and FN summed): the three KSDD folds, or the DAGM classes of an ablation row; a row of one run keeps
 that run's numbers. A run shared by several rows is trained once.
 
-Output, under ``--out`` (which must be new or empty: results are never overwritten)::
+Splits: with ``--split-dir DIR`` (the reference repository's ``splits/`` folder) every row uses the
+published split file of its N and M (``split_file``); without it, kerasdec's seeded equivalents.
 
+Output, under ``--out``::
+
+    OUT/protocol.json   the runs of the plan (name -> config), written before the first fit
     OUT/<run name>/     one kerasdec run directory per fit (config.json, metrics.json, models, ...)
-    OUT/table.md        the table, our numbers beside the published ones
+    OUT/table.md        the table, our numbers beside the published ones (written last)
     OUT/table.csv       the same columns, unrounded
     OUT/summary.json    per row: the runs and every joined metric
+
+Resumable: called again with the same ``--out`` and the same plan, a protocol skips the runs that
+finished (their finished.json, kerasdec.rundir.FINISHED_FILE), resumes an interrupted run from its last
+checkpoint, and starts the others. It refuses an OUT holding another plan, or a finished protocol
+(table.md exists): nothing finished is ever re-run or overwritten.
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import io
 import json
 import logging
 import sys
@@ -29,7 +39,16 @@ from typing import Any
 
 from kerasdec.config import RunConfig
 from kerasdec.presets import preset
-from kerasdec.rundir import METRICS_FILE
+from kerasdec.rundir import (
+    CHECKPOINT_DIR,
+    CONFIG_FILE,
+    FINISHED_FILE,
+    METRICS_FILE,
+    new_folder,
+    read_json,
+    write_json,
+    write_text,
+)
 
 log = logging.getLogger("experiments")
 
@@ -56,9 +75,16 @@ def make_parser(description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description,
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--data-root", help="Dataset folder (not needed for the synthetic dataset).")
+    parser.add_argument("--split-dir", type=Path,
+                        help="The reference repository's splits/ folder: use its published split files "
+                             "(default: kerasdec's seeded splits with the same semantics).")
     parser.add_argument("--out", type=Path, required=True,
-                        help="New or empty folder for the runs and the table; never overwritten.")
+                        help="Folder for the runs and the table; called again with the same plan, the "
+                             "protocol resumes. Nothing finished is overwritten.")
     parser.add_argument("--seed", type=int, default=0, help="Seed of every run (splits, sampling, weights).")
+    parser.add_argument("--smoke", action="store_true",
+                        help="Check the plumbing: every run on the synthetic dataset (at --data-root, or "
+                             "generated) at 64x64 for 1 epoch, runs with equal settings trained once.")
     quick = parser.add_argument_group("quick-run overrides of the published settings (for smoke tests)")
     quick.add_argument("--epochs", type=int, help="Epochs of every run.")
     quick.add_argument("--width", type=int, help="Input width (multiple of 8, >= 64).")
@@ -80,19 +106,51 @@ def add_categories(parser: argparse.ArgumentParser) -> None:
                         choices=range(1, 11), metavar="{1..10}", help="DAGM classes.")
 
 
-def build(dataset: str, args: argparse.Namespace, positives: int | None = None, **data: Any) -> RunConfig:
+# Published split file names under --split-dir (METHOD.md §6), by dataset: N positives, M segmented.
+SPLIT_NAMES = {"ksdd": "KSDD/split_{n}_{m}.pyb", "ksdd2": "KSDD2/split_{m}.pyb", "dagm": "DAGM/split_{m}.pyb",
+               "severstal": "STEEL/split_{n}_{m}.pyb"}
+
+
+def split_file(args: argparse.Namespace, dataset: str, n: int | None, m: int | None) -> str | None:
+    """The published split file of N positives / M segmented under --split-dir, or None without it.
+
+    Raises:
+        FileNotFoundError: --split-dir is given but has no such file (named).
+    """
+    if getattr(args, "split_dir", None) is None:
+        return None
+    path = (args.split_dir / SPLIT_NAMES[dataset].format(n=n, m=m)).resolve()
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such published split file under --split-dir {args.split_dir}; "
+                                f"expected the reference repository's splits/ folder")
+    return str(path)
+
+
+def build(dataset: str, args: argparse.Namespace, positives: int | None = None, *,
+          split: tuple[int | None, int | None] | None = None, **data: Any) -> RunConfig:
     """The published preset of ``dataset`` with the script's --data-root, --seed and overrides applied.
 
     Args:
         dataset: a kerasdec dataset name.
         args: parsed arguments of ``make_parser``.
-        positives: positive training images to keep (None = all; sets the epochs where the paper does).
-        **data: further DataConfig fields (fold, category, ...).
+        positives: positive training images (KSDD: kos folders) to keep (None = all; sets the epochs
+            where the paper does).
+        split: (N, M) of the published split file to use with --split-dir; the file then fixes the
+            training images, so positives/segmented are not set (the epochs still follow N).
+        **data: further DataConfig fields (fold, category, segmented, ...).
 
     Raises:
         ValueError: an invalid value (from the config), naming the field.
+        FileNotFoundError: --split-dir lacks the row's split file.
     """
-    cfg = preset(dataset, positives=positives, root=args.data_root, **data)
+    smoke = getattr(args, "smoke", False)  # the runs move to the synthetic dataset (smoke_rows)
+    path = split_file(args, dataset, *split) if split is not None and not smoke else None
+    root = None if args.data_root is None else str(Path(args.data_root).resolve())
+    root = "(synthetic)" if smoke and root is None else root
+    cfg = preset(dataset, positives=positives, root=root, **data)
+    if path is not None:
+        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, split_file=path, positives=None,
+                                                                segmented=None))
     given = {name: getattr(args, name) for name in OVERRIDES if getattr(args, name) is not None}
     data_fields = {k: v for k, v in given.items() if k in ("width", "height")}
     train_fields = {k: v for k, v in given.items() if k in ("epochs", "batch_size")}
@@ -100,18 +158,21 @@ def build(dataset: str, args: argparse.Namespace, positives: int | None = None, 
                                train=dataclasses.replace(cfg.train, **train_fields))
 
 
-def runs_for(dataset: str, args: argparse.Namespace, prefix: str, positives: int | None = None
-             ) -> dict[str, RunConfig]:
+def runs_for(dataset: str, args: argparse.Namespace, prefix: str, positives: int | None = None,
+             **data: Any) -> dict[str, RunConfig]:
     """The runs one result needs: one per KSDD fold (--folds), per DAGM class (--categories), else one.
+
+    ``data`` goes to ``build`` (e.g. ``split=(N, M)``, ``segmented``, ``protocol``).
 
     Example:
         runs_for("ksdd", args, "ksdd-N10", positives=10)  # {"ksdd-N10-fold0": ..., "-fold1", "-fold2"}
     """
     if dataset == "ksdd":
-        return {f"{prefix}-fold{k}": build(dataset, args, positives, fold=k) for k in args.folds}
+        return {f"{prefix}-fold{k}": build(dataset, args, positives, fold=k, **data) for k in args.folds}
     if dataset == "dagm":
-        return {f"{prefix}-class{c}": build(dataset, args, positives, category=c) for c in args.categories}
-    return {prefix: build(dataset, args, positives)}
+        return {f"{prefix}-class{c}": build(dataset, args, positives, category=c, **data)
+                for c in args.categories}
+    return {prefix: build(dataset, args, positives, **data)}
 
 
 def overrides_text(args: argparse.Namespace) -> str:
@@ -121,15 +182,66 @@ def overrides_text(args: argparse.Namespace) -> str:
     return " ".join(given) if given else "none (published settings)"
 
 
-def check_out_free(out: Path) -> None:
-    """Refuse an output folder that exists and holds anything (or is a file): never overwrite results.
+PLAN_FILE = "protocol.json"  # the plan an OUT folder holds: run name -> config
+ABANDONED_DIR = "abandoned"  # runs killed before their first checkpoint, kept aside when restarted
+
+
+SMOKE_SIZE, SMOKE_EPOCHS = 64, 1  # --smoke: input side and epochs unless --width/--height/--epochs say
+
+
+def smoke_rows(rows: Sequence[Row], args: argparse.Namespace) -> list[Row]:
+    """The rows with every run moved to the synthetic dataset (--smoke).
+
+    Each run keeps the protocol's training switches (the ablation's) and loses what only its dataset
+    has (folds, classes, split files, positives, segmented); runs that end up with equal settings
+    become one run, named smoke-<k>, so the table's numbers all come from runs that were trained.
+    """
+    names: dict[str, str] = {}
+    out = []
+    for row in rows:
+        runs = {}
+        for cfg in row.runs.values():
+            data = dataclasses.replace(
+                preset("synthetic").data, width=args.width or SMOKE_SIZE,
+                root=None if args.data_root is None else str(Path(args.data_root).resolve()),
+                height=args.height or SMOKE_SIZE, weighted_seg=cfg.data.weighted_seg,
+                frequency_sampling=cfg.data.frequency_sampling)
+            train = dataclasses.replace(cfg.train, epochs=args.epochs or SMOKE_EPOCHS,
+                                        batch_size=args.batch_size or preset("synthetic").train.batch_size)
+            smoke = dataclasses.replace(cfg, data=data, train=train)
+            key = json.dumps(smoke.to_dict(), sort_keys=True)
+            name = names.setdefault(key, f"smoke-{len(names) + 1}")
+            runs[name] = smoke
+        out.append(dataclasses.replace(row, runs=runs))
+    return out
+
+
+def open_out(out: Path, rows: Sequence[Row]) -> None:
+    """Start OUT, or accept it for resuming when it holds the same plan and no finished table.
 
     Raises:
-        FileExistsError: naming the folder and what to do instead.
+        FileExistsError: OUT is a file, holds a finished protocol (table.md), another plan, or files
+            that are not a protocol's; the message says what to do.
     """
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise FileExistsError(f"--out {out} already exists and is not empty; experiments never overwrite "
-                              "results: choose a new folder")
+    plan = json.loads(json.dumps({name: cfg.to_dict() for name, cfg in unique_runs(rows).items()}))
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"--out {out} is a file; expected a folder")
+    if out.is_dir() and (out / "table.md").exists():
+        raise FileExistsError(f"--out {out} holds a finished protocol (table.md); experiments never "
+                              "overwrite results: choose a new folder")
+    if out.is_dir() and any(out.iterdir()):
+        if not (out / PLAN_FILE).is_file():
+            raise FileExistsError(f"--out {out} already exists and is not empty (no {PLAN_FILE}); choose a "
+                                  "new folder")
+        stored = read_json(out / PLAN_FILE)
+        if stored != plan:
+            differ = sorted(set(stored) ^ set(plan)) or sorted(k for k in plan if stored[k] != plan[k])
+            raise FileExistsError(f"--out {out} holds another plan ({out / PLAN_FILE}; runs {differ[:3]} "
+                                  "differ); resume with the same arguments, or choose a new folder")
+        log.info("Resuming the protocol in %s", out)
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / PLAN_FILE, plan, overwrite=False)
 
 
 def check_data(rows: Sequence[Row]) -> None:
@@ -167,21 +279,40 @@ def unique_runs(rows: Sequence[Row]) -> dict[str, RunConfig]:
 
 
 def run_rows(rows: Sequence[Row], out: Path) -> list[dict[str, Any]]:
-    """Train and evaluate every run into OUT/<name>, then join each row's runs with join_folds.
+    """Train and evaluate every run into OUT/<name> (skipping finished runs, resuming interrupted
+    ones), then join each row's runs with join_folds.
 
     Returns:
         One joined metrics dict per row (keys of ``join_folds``).
     """
     from kerasdec.evaluation.metrics import join_folds
-    from kerasdec.training.trainer import fit
 
     runs = unique_runs(rows)
     metrics: dict[str, dict[str, Any]] = {}
     for i, (name, cfg) in enumerate(runs.items(), start=1):
         log.info("Run %d/%d: %s (%d epochs)", i, len(runs), name, cfg.train.epochs)
-        run_dir = fit(dataclasses.replace(cfg, run_dir=str(out / name)))
-        metrics[name] = json.loads((run_dir / METRICS_FILE).read_text(encoding="utf-8"))
+        run_dir = run_once(out / name, cfg)
+        metrics[name] = read_json(run_dir / METRICS_FILE)
     return [join_folds([metrics[name] for name in row.runs]) for row in rows]
+
+
+def run_once(run_dir: Path, cfg: RunConfig) -> Path:
+    """A finished run (finished.json) as it is; an interrupted one (config.json) resumed; else a new fit."""
+    from kerasdec.training.checkpoint import latest_checkpoint
+    from kerasdec.training.trainer import fit
+
+    if (run_dir / FINISHED_FILE).is_file():
+        log.info("%s finished before: kept", run_dir)
+        return run_dir
+    if (run_dir / CONFIG_FILE).is_file() and latest_checkpoint(run_dir / CHECKPOINT_DIR) is not None:
+        log.info("%s was interrupted: resuming it", run_dir)
+        return fit(cfg, resume=run_dir)
+    if run_dir.exists() and any(run_dir.iterdir()):  # killed before its first checkpoint: keep it aside
+        aside = new_folder(run_dir.parent / ABANDONED_DIR, run_dir.name)
+        run_dir.replace(aside)
+        log.warning("%s was interrupted before its first checkpoint: moved to %s, starting it again",
+                    run_dir, aside)
+    return fit(dataclasses.replace(cfg, run_dir=str(run_dir)))
 
 
 def write_table(out: Path, title: str, columns: Sequence[str], published: Sequence[str],
@@ -204,15 +335,16 @@ def write_table(out: Path, title: str, columns: Sequence[str], published: Sequen
         values = [*(_ours(m, c) for c in columns), *(row.published.get(c, MISSING) for c in published)]
         csv_rows.append([*row.label.values(), *values])
         md_rows.append([*map(str, row.label.values()), *map(_fmt, values, kinds)])
-    with open(out / "table.csv", "w", newline="", encoding="utf-8") as f:
-        csv.writer(f).writerows([header, *csv_rows])
+    buffer = io.StringIO(newline="")
+    csv.writer(buffer).writerows([header, *csv_rows])
+    write_text(out / "table.csv", buffer.getvalue())  # derived from finished runs: redone after a kill
     lines = [f"# {title}", "", "| " + " | ".join(header) + " |", "|" + "---:|" * len(header)]
     lines += ["| " + " | ".join(r) + " |" for r in md_rows]
-    (out / "table.md").write_text("\n".join([*lines, "", "\n\n".join(notes)]) + "\n", encoding="utf-8")
     summary = [{"label": row.label, "runs": [str(out / n) for n in row.runs], "metrics": m,
                 "published": row.published} for row, m in zip(rows, joined)]
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    return out / "table.md"
+    write_json(out / "summary.json", summary)
+    # table.md last: its presence marks the protocol finished
+    return write_text(out / "table.md", "\n".join([*lines, "", "\n\n".join(notes)]) + "\n", overwrite=False)
 
 
 def _ours(metrics: dict[str, Any], column: str) -> float | int:
@@ -248,15 +380,19 @@ def run_protocol(parser: argparse.ArgumentParser, plan: Callable[[argparse.Names
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     try:
-        check_out_free(args.out)
         rows = plan(args)
+        if args.smoke:
+            rows = smoke_rows(rows, args)
         check_data(rows)
-        args.out.mkdir(parents=True, exist_ok=True)
+        open_out(args.out, rows)
         joined = run_rows(rows, args.out)
         notes = [*notes, f"AP, AUC, TPR and TNR in %. Quick-run overrides: {overrides_text(args)}; seed "
                  f"{args.seed}. Runs and every metric: {args.out / 'summary.json'}."]
+        if args.smoke:
+            notes.insert(0, "SMOKE RUN (--smoke): every run on the synthetic dataset, a plumbing check, not "
+                            "a result; rows sharing settings share a run.")
         path = write_table(args.out, title, columns, published, rows, joined, notes)
-    except (FileExistsError, FileNotFoundError, ValueError) as err:
+    except (OSError, ValueError, FloatingPointError) as err:
         parser.exit(1, f"{parser.prog}: error: {err}\n")
     print(path, file=sys.stdout)  # the one print: the table's path, for scripts that chain on it
     return path

@@ -1,9 +1,11 @@
 """Severstal Steel: AP, FP and FN by number of positive training images (METHOD.md §7, §8).
 
-For each N in --positives, train with the published ICPR 2020 settings (epochs by N) on the seeded
-train split into OUT/severstal-N<n> and evaluate on the test split, beside the published figures.
+For each N in --positives, train with the published ICPR 2020 settings (epochs by N) into
+OUT/severstal-N<n> and evaluate the best-validation model on the test split (METHOD.md §5), beside the
+published figures. With --split-dir each row uses STEEL/split_<N>_<N>.pyb; without it, kerasdec's
+seeded split with the published proportions (kerasdec/data/severstal.py).
 
-    python experiments/severstal.py --data-root data/severstal --out results/severstal
+    python experiments/severstal.py --data-root data/severstal --split-dir splits --out results/severstal
 """
 
 from __future__ import annotations
@@ -12,7 +14,10 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-import protocol
+if __package__:  # python -m experiments.severstal, kerasdec experiment severstal
+    from experiments import protocol
+else:  # python experiments/severstal.py
+    import protocol
 
 # Published AP (%), FP and FN by number of positive training images N (ICPR 2020; METHOD.md §8).
 PUBLISHED = {3000: {"AP": 99.04, "FP": 34, "FN": 54}, 1500: {"AP": 99.00, "FP": 41, "FN": 70},
@@ -28,7 +33,8 @@ def make_parser() -> argparse.ArgumentParser:
 
 def plan(args: argparse.Namespace) -> list[protocol.Row]:
     """One run and row per N, with the published figures where the paper has N."""
-    return [protocol.Row({"N": n}, protocol.runs_for("severstal", args, f"severstal-N{n}", positives=n),
+    return [protocol.Row({"N": n}, protocol.runs_for("severstal", args, f"severstal-N{n}", positives=n,
+                                                  split=(n, n)),
                          PUBLISHED.get(n, {}))
             for n in args.positives]
 
@@ -38,8 +44,9 @@ def main(argv: Sequence[str] | None = None) -> Path:
     return protocol.run_protocol(
         make_parser(), plan, "Severstal Steel: AP by number of positive training images N",
         ("AP", "AUC", "FP", "FN"), ("AP", "FP", "FN"),
-        notes=["FP and FN at the F-measure-best threshold (METHOD.md §5). kerasdec's train/val/test "
-               "partition is its own seeded one, not the paper's. Published: ICPR 2020 (METHOD.md §8)."],
+        notes=["FP and FN at the F-measure-best threshold of the best-validation model (METHOD.md §5). "
+               "Splits: the published STEEL/split_<N>_<N>.pyb with --split-dir, else kerasdec's seeded "
+               "split with the published proportions. Published: ICPR 2020 (METHOD.md §8)."],
         argv=argv)
 
 

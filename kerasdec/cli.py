@@ -27,6 +27,8 @@ from kerasdec.deploy.contract import TFLITE_MODES  # no tensorflow: --help stays
 if TYPE_CHECKING:
     from kerasdec.config import RunConfig
 
+TESTED_HELP = ("Which saved model of a run directory (default: the one its test evaluation used, which "
+               "carries the threshold: final, or best where the preset selects on validation).")
 FAULTS = (ValueError, OSError, FloatingPointError, zipfile.BadZipFile)  # user/environment faults
 # A Python exception raised inside tf.data (tf.numpy_function) reaches us as a TensorFlow OpError whose
 # message holds "<Name>Error: <message>" followed by the Python traceback.
@@ -73,14 +75,21 @@ def main(verbose: bool) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
 
 
-# Commands are defined below, one section each: fit, evaluate, predict, export.
+# Commands are defined below, one section each: fit, split, experiment, evaluate, predict, export, bench.
 
 
 # ---------------------------------------------------------------------------------------------- fit
 _DATA_FLAGS = ("root", "width", "height", "channels", "segmented", "fold", "category", "split_file",
-               "dilate", "w_pos", "p", "weighted_seg", "frequency_sampling")
+               "dilate", "w_pos", "p", "weighted_seg", "frequency_sampling", "exclude", "decision_target")
 _TRAIN_FLAGS = ("epochs", "lr", "delta", "batch_size", "dynamic_balance", "gradient_adjustment",
-                "precision", "jit", "validate_every", "distribute")
+                "precision", "jit", "validate_every", "distribute", "test_model", "drop_last")
+
+
+def _exclude(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple[str, ...] | None:
+    """--exclude given: those names ("none" = nothing); not given: None (the dataset's default)."""
+    if not values:
+        return None
+    return tuple(v for v in values if v.lower() != "none")
 
 
 def build_fit_config(dataset: str, positives: int | None, protocol: str | None, seed: int | None,
@@ -112,7 +121,14 @@ def build_fit_config(dataset: str, positives: int | None, protocol: str | None, 
               help="Of those, how many keep pixel labels; the rest are image-label only (default all).")
 @click.option("--fold", type=click.IntRange(0, 2), help="KSDD cross-validation fold (default 0).")
 @click.option("--category", type=click.IntRange(1, 10), help="DAGM class 1..10 (required for dagm).")
-@click.option("--split-file", type=click.Path(dir_okay=False, exists=True), help="KSDD JSON split file.")
+@click.option("--split-file", type=click.Path(dir_okay=False, exists=True),
+              help="Published split file (the reference's splits/<DATASET>/split_*.pyb, read without running "
+                   "any code from it) or its JSON form; --fold/--category pick the fold/class.")
+@click.option("--exclude", multiple=True, callback=_exclude,
+              help="Sample name left out of every split, e.g. kos21/Part7 (repeatable; replaces the "
+                   "dataset's default list, 'none' = exclude nothing).")
+@click.option("--decision-target", type=click.Choice(["image_label", "mask_max"]),
+              help="Classification target of a positive: 1, or the max of its 1/8 mask (published).")
 @click.option("--width", type=click.IntRange(min=8), help="Input width (multiple of 8).")
 @click.option("--height", type=click.IntRange(min=8), help="Input height (multiple of 8).")
 @click.option("--channels", type=click.Choice(["1", "3"]), callback=lambda c, p, v: v and int(v),
@@ -135,7 +151,12 @@ def build_fit_config(dataset: str, positives: int | None, protocol: str | None, 
 @click.option("--precision", type=click.Choice(["auto", "float32", "mixed_float16", "mixed_bfloat16"]),
               help="Default auto: mixed_float16 on a GPU, float32 otherwise.")
 @click.option("--jit/--no-jit", default=None, help="XLA compilation (default: on when a GPU is visible).")
-@click.option("--validate-every", type=click.IntRange(min=1), help="Epochs between validations.")
+@click.option("--validate-every", type=click.IntRange(min=1),
+              help="Validate at epochs 0, V, 2V, ... and the last.")
+@click.option("--test-model", type=click.Choice(["best", "final"]),
+              help="Model the test evaluation reports (default: best for severstal, else final).")
+@click.option("--drop-last/--keep-last", default=None,
+              help="Drop an incomplete last training batch (default, as published) or keep it.")
 @click.option("--distribute", type=click.Choice(DISTRIBUTES),
               help="mirrored = all local GPUs; multiworker = the cluster in TF_CONFIG (README).")
 @click.option("--seed", type=int, help="Seeds splits, sampling, initialisation, synthetic data (default 0).")
@@ -177,6 +198,48 @@ def refuse_flags_with_resume(ctx: click.Context) -> None:
                                f"be given with it); drop {names}")
 
 
+# -------------------------------------------------------------------------------------------- split
+@main.command()
+@click.argument("src", type=click.Path(exists=True, dir_okay=False))
+@click.argument("dst", type=click.Path(dir_okay=False))
+@click.option("--to-json", "to_json", is_flag=True, required=True,
+              help="Write SRC (a published pickle split file) as JSON to DST.")
+def split(src: str, dst: str, to_json: bool) -> None:
+    """Convert a split file: `kerasdec split --to-json SRC DST` (DST must not exist); prints DST.
+
+    SRC is decoded without allowing any class or function (only lists, tuples, strings, ints, booleans
+    and None), so no code from it runs.
+    """
+    from kerasdec.data.splits import to_json as convert
+
+    click.echo(str(convert(src, dst)))
+
+
+# --------------------------------------------------------------------------------------- experiment
+EXPERIMENTS = ("ksdd", "ksdd2", "dagm", "severstal", "ablation", "mixed")  # experiments/<name>.py
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "help_option_names": []})
+@click.argument("name", type=click.Choice(EXPERIMENTS))
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def experiment(name: str, args: tuple[str, ...]) -> None:
+    """Run a paper protocol, experiments/NAME.py, with ARGS (`kerasdec experiment NAME --help`).
+
+    The protocols ship with the repository (experiments/ beside kerasdec/); see experiments/README.md.
+    """
+    import importlib
+    import sys
+    from pathlib import Path
+
+    checkout = Path(__file__).resolve().parents[1]
+    if not (checkout / "experiments" / f"{name}.py").is_file():
+        raise click.ClickException(f"{checkout / 'experiments'}: no {name}.py; the protocols ship with the "
+                                   "kerasdec repository: run from a checkout (pip install -e .)")
+    if str(checkout) not in sys.path:
+        sys.path.insert(0, str(checkout))
+    importlib.import_module(f"experiments.{name}").main(list(args))
+
+
 # ----------------------------------------------------------------------------------------- evaluate
 @main.command()
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
@@ -184,8 +247,8 @@ def refuse_flags_with_resume(ctx: click.Context) -> None:
               help="Dataset folder, when it is not where config.json says (moved data, another machine).")
 @click.option("--split", type=click.Choice(["test", "val"]), default="test", show_default=True,
               help="val = the split training validated on (test for datasets without one).")
-@click.option("--model", "which", type=click.Choice(["best", "final"]), default="final", show_default=True,
-              help="Which saved model of the run.")
+@click.option("--model", "which", type=click.Choice(["best", "final"]),
+              help=TESTED_HELP)
 def evaluate(run_dir: str, data_root: str | None, split: str, which: str) -> None:
     """Evaluate a run into a new folder RUN_DIR/evaluate-<split>-<model>; prints that folder."""
     from kerasdec.evaluation.evaluate import evaluate_run
@@ -248,8 +311,8 @@ def predict(model: str, inputs: tuple[str, ...], out_dir: str, threshold: float 
 @click.option("--tflite", "tflite_modes", type=click.Choice(TFLITE_MODES),
               multiple=True, help="Also convert to TFLite in this mode (repeatable). dynamic = int8 weights; "
                                   "int8 = calibrated on training images, FeatureNorm kept in float.")
-@click.option("--model", "which", type=click.Choice(["best", "final"]), default="final", show_default=True,
-              help="Which saved model of a run directory.")
+@click.option("--model", "which", type=click.Choice(["best", "final"]),
+              help=TESTED_HELP)
 @click.option("--threshold", type=click.FloatRange(0, 1),
               help="Decision threshold to record (default: the one stored in the model).")
 @click.option("--data-root", type=click.Path(exists=True, file_okay=False),
@@ -382,3 +445,7 @@ def bench(dataset: str, width: int | None, height: int | None, channels: int | N
         if path is not None:
             write(Path(path).resolve(), value, overwrite=False)
             click.echo(f"Wrote {path}")
+
+
+if __name__ == "__main__":  # python -m kerasdec.cli
+    main()

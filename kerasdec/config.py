@@ -14,6 +14,10 @@ from typing import Any
 DATASETS = ("synthetic", "ksdd", "ksdd2", "dagm", "severstal", "folder")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 DISTRIBUTES = ("none", "mirrored", "multiworker")
+DECISION_TARGETS = ("image_label", "mask_max")  # METHOD.md §2: hard 0/1, or the max of the 1/8 mask
+TEST_MODELS = ("final", "best")  # which model fit's test evaluation uses (METHOD.md §5)
+# Samples the published code leaves out of every split, per dataset (DataConfig.exclude = None).
+DEFAULT_EXCLUDE: dict[str, tuple[str, ...]] = {"ksdd": ("kos21/Part7",)}
 DOWNSCALE = 8  # the segmentation stage's output is at 1/8 of the input: H and W multiples of 8
 MIN_SIZE = 64  # the decision stage pools that 1/8 map three more times: below 64 nothing is left
 
@@ -51,11 +55,13 @@ class DataConfig:
     width: int = 128  # network input width W (multiple of 8, >= 64)
     height: int = 128  # network input height H (multiple of 8, >= 64)
     channels: int = 1  # 1 = read as grayscale, 3 = colour
-    positives: int | None = None  # keep this many positive training images; None = all
+    positives: int | None = None  # positive training images (KSDD: kos folders) to keep; None = all
     segmented: int | None = None  # of those, this many keep pixel labels; None = all
     fold: int | None = None  # KSDD cross-validation fold 0..2; None = 0 for ksdd
     category: int | None = None  # DAGM class 1..10; required for dagm
-    split_file: str | None = None  # KSDD: JSON split file overriding the seeded folds
+    split_file: str | None = None  # published split file (pickle or JSON, data/splits.py); None = seeded
+    exclude: tuple[str, ...] | None = None  # sample names left out of every split; None = DEFAULT_EXCLUDE
+    decision_target: str = "image_label"  # classification target of a positive: 1, or its 1/8 mask's max
     dilate: int = 1  # d×d square dilation of masks; 1 = none
     weighted_seg: bool = True  # distance-transform weights inside defects
     w_pos: float = 1.0  # weight scale inside defects
@@ -85,6 +91,10 @@ class DataConfig:
         _check(self.dataset != "dagm" or self.category is not None,
                "dataset='dagm' needs a category (--category 1..10)")
         _check(self.dilate >= 1, f"dilate={self.dilate}; expected >= 1")
+        _check(self.decision_target in DECISION_TARGETS,
+               f"decision_target={self.decision_target!r}; expected one of {DECISION_TARGETS}")
+        if self.exclude is not None:  # JSON gives a list
+            object.__setattr__(self, "exclude", tuple(str(name) for name in self.exclude))
         _check_finite("w_pos", self.w_pos, "> 0")
         _check(self.w_pos > 0, f"w_pos={self.w_pos}; expected > 0")
         _check_finite("p", self.p, ">= 0")
@@ -103,7 +113,9 @@ class TrainConfig:
     gradient_adjustment: bool = True  # stop the decision loss at the segmentation stage
     precision: str = "auto"  # "auto" = mixed_float16 on a GPU, float32 otherwise
     jit: bool | None = None  # XLA; None = on when a GPU is visible
-    validate_every: int = 5  # epochs between validations (the last epoch always validates)
+    validate_every: int = 5  # validate at epochs 0, V, 2V, ... (0-based) and at the last
+    test_model: str = "final"  # "best" = the best-validation model is tested (Severstal), else the final
+    drop_last: bool = True  # drop an incomplete last training batch, as the published loader does
     distribute: str = "none"  # "mirrored": MirroredStrategy, local GPUs; "multiworker": the TF_CONFIG cluster
 
     def __post_init__(self) -> None:
@@ -116,6 +128,8 @@ class TrainConfig:
         _check(self.precision in PRECISIONS,
                f"precision={self.precision!r}; expected one of {PRECISIONS}")
         _check(self.validate_every >= 1, f"validate_every={self.validate_every}; expected >= 1")
+        _check(self.test_model in TEST_MODELS,
+               f"test_model={self.test_model!r}; expected one of {TEST_MODELS}")
         _check(self.distribute in DISTRIBUTES,
                f"distribute={self.distribute!r}; expected one of {DISTRIBUTES}")
 

@@ -31,17 +31,23 @@ _SETTINGS: dict[tuple[str, str], tuple[Any, ...]] = {
     ("cis2021", "ksdd2"): (50, 0.01, 1.0, 1, 2.0, 3.0, 15),
     ("cis2021", "dagm"): (70, 0.05, 1.0, 1, 1.0, 10.0, 7),
     ("cis2021", "ksdd"): (50, 1.0, 0.01, 1, 2.0, 1.0, 7),
+    ("cis2021", "severstal"): (None, 0.1, 0.1, 10, 2.0, 1.0, 1),
     # Not published: our defaults. "folder" follows the KSDD2 recipe (small colour/grey parts, coarse
     # labels); "synthetic" is tuned so that `kerasdec fit` finishes in minutes on 2 CPU cores.
     ("any", "folder"): (50, 0.01, 1.0, 1, 2.0, 3.0, 7),
     ("any", "synthetic"): (10, 0.05, 1.0, 2, 2.0, 3.0, 1),
 }
 
-# Epochs by number of positive training images N (ICPR 2020, Tables 2 and 3).
-_EPOCHS_BY_POSITIVES: dict[str, dict[int, int]] = {
-    "ksdd": {33: 35, 25: 40, 20: 50, 15: 70, 10: 90, 5: 150},
-    "severstal": {300: 90, 750: 70, 1000: 50, 1500: 50, 3000: 40},
+# Epochs by number of positive training images N (KSDD: kos folders), per protocol (METHOD.md §7).
+_EPOCHS_BY_POSITIVES: dict[tuple[str, str], dict[int, int]] = {
+    ("icpr2020", "ksdd"): {33: 35, 25: 40, 20: 50, 15: 70, 10: 90, 5: 150},
+    ("icpr2020", "severstal"): {300: 90, 750: 70, 1000: 50, 1500: 50, 3000: 40},
+    ("cis2021", "severstal"): {300: 90, 750: 80, 1500: 60, 3000: 40},
 }
+
+# Which model fit's test evaluation reports (METHOD.md §5): the best-validation one where a real
+# validation split exists (the published code forces USE_BEST_MODEL for Severstal), else the final.
+TEST_MODEL: dict[str, str] = {"severstal": "best"}
 
 
 def default_protocol(dataset: str) -> str:
@@ -53,14 +59,14 @@ def default_protocol(dataset: str) -> str:
     return "icpr2020"
 
 
-def epochs_for(dataset: str, positives: int | None) -> int:
+def epochs_for(dataset: str, positives: int | None, protocol: str = "icpr2020") -> int:
     """Published epochs for N positives: the entry of the nearest published N (all = the largest N).
 
     Example:
         >>> epochs_for("ksdd", 10)
         90
     """
-    table = _EPOCHS_BY_POSITIVES[dataset]
+    table = _EPOCHS_BY_POSITIVES[(protocol, dataset)]
     n = max(table) if positives is None else positives
     nearest = min(table, key=lambda k: (abs(k - n), -k))
     return table[nearest]
@@ -70,9 +76,14 @@ def preset(dataset: str, positives: int | None = None, protocol: str | None = No
            **data: Any) -> RunConfig:
     """RunConfig with the published settings of ``dataset`` (METHOD.md §7).
 
+    Published datasets get decision_target "mask_max" and their test_model (TEST_MODEL); synthetic and
+    folder keep "image_label" and the final model. With no pixel labels at all (``segmented=0``) the
+    dynamic balance is off, and KSDD also gets lr 0.01 and δ 1 (the 2021 paper's M = 0 rules).
+
     Args:
         dataset: one of kerasdec.config.DATASETS.
-        positives: number of positive training images (sets the epochs where the paper does).
+        positives: number of positive training images, KSDD: kos folders (sets the epochs where the
+            paper does).
         protocol: "icpr2020" or "cis2021"; None = default_protocol(dataset).
         **data: DataConfig fields that override the preset (root is required for every dataset but
             synthetic, category for dagm).
@@ -92,8 +103,16 @@ def preset(dataset: str, positives: int | None = None, protocol: str | None = No
                          f"expected one of {known}")
     epochs, lr, delta, batch, p, w_pos, dilate = _SETTINGS[key]
     if epochs is None:
-        epochs = epochs_for(dataset, positives)
-    defaults = dict(INPUTS[dataset], p=p, w_pos=w_pos, dilate=dilate)
+        epochs = epochs_for(dataset, positives, protocol)
+    published = key[0] != "any"
+    defaults = dict(INPUTS[dataset], p=p, w_pos=w_pos, dilate=dilate,
+                    decision_target="mask_max" if published else "image_label")
     data = DataConfig(**{**defaults, **data, "dataset": dataset, "positives": positives})
-    train = TrainConfig(epochs=epochs, lr=lr, delta=delta, batch_size=batch)
+    dynamic_balance = True
+    if published and data.segmented == 0:  # M = 0: no pixel labels at all
+        dynamic_balance = False
+        if dataset == "ksdd":
+            lr, delta = 0.01, 1.0
+    train = TrainConfig(epochs=epochs, lr=lr, delta=delta, batch_size=batch, dynamic_balance=dynamic_balance,
+                        test_model=TEST_MODEL.get(dataset, "final"))
     return RunConfig(data=data, train=train)

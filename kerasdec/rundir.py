@@ -39,15 +39,26 @@ TENSORBOARD_DIR = "tensorboard"  # TensorBoard event files
 TMP_PREFIX = ".tmp-"  # hidden temporary names; never a final name
 
 
-def model_path(run_dir: Path | str, which: str) -> Path:
-    """run_dir/model_final.keras ("final") or run_dir/model_best.keras ("best").
+def model_path(run_dir: Path | str, which: str | None = None) -> Path:
+    """run_dir/model_final.keras ("final") or run_dir/model_best.keras ("best"); None = the model the
+    run's test evaluation used (:func:`tested_model`), the one that carries the threshold.
 
     Raises:
         ValueError: ``which`` is neither "final" nor "best".
     """
+    which = tested_model(run_dir) if which is None else which
     if which not in MODEL_FILES:
         raise ValueError(f"which={which!r}; expected one of {sorted(MODEL_FILES)}")
     return Path(run_dir) / MODEL_FILES[which]
+
+
+def tested_model(run_dir: Path | str) -> str:
+    """"final" or "best": the model `kerasdec fit` evaluated on the test split (metrics.json's
+    "test_model"; "final" for runs without one, unfinished runs and runs made before it was recorded).
+    """
+    metrics = Path(run_dir) / METRICS_FILE
+    tested = read_json(metrics).get("test_model", "final") if metrics.is_file() else "final"
+    return tested if tested in MODEL_FILES else "final"
 
 
 def evaluation_folder(split: str, which: str) -> str:
@@ -312,15 +323,19 @@ def new_run_folder(parent: Path, dataset: str) -> Path:
 def stored_threshold(model_file: Path | str) -> tuple[float | None, Path | None]:
     """The F-best threshold found when this run's model was evaluated on the test split, and where.
 
-    model_final.keras → run_dir/metrics.json (written by ``kerasdec fit``); model_best.keras →
-    run_dir/evaluate-test-best/metrics.json (written by ``kerasdec evaluate --model best``).
+    run_dir/metrics.json (written by ``kerasdec fit``) belongs to the model its "test_model" names
+    (model_final.keras when absent); the other model's is run_dir/evaluate-test-<which>/metrics.json
+    (written by ``kerasdec evaluate --model <which>``).
     (None, None) for another file name or when there is no such evaluation.
     """
     model_file = Path(model_file)
-    candidates = {MODEL_FINAL: model_file.parent / METRICS_FILE,
-                  MODEL_BEST: model_file.parent / evaluation_folder("test", "best") / METRICS_FILE}
-    metrics = candidates.get(model_file.name)
-    if metrics is None or not metrics.is_file():
+    which = {name: key for key, name in MODEL_FILES.items()}.get(model_file.name)
+    if which is None:
+        return None, None
+    metrics = model_file.parent / METRICS_FILE
+    if tested_model(model_file.parent) != which:
+        metrics = model_file.parent / evaluation_folder("test", which) / METRICS_FILE
+    if not metrics.is_file():
         return None, None
     stored = read_json(metrics)
     return (float(stored["threshold"]), metrics) if "threshold" in stored else (None, None)

@@ -16,12 +16,11 @@ and cut with ``numpy.array_split`` into 3 test groups (17/17/16 folders of 50); 
 and trains on the other folders (33/33/34). The three test sets partition the folders as long as
 the three runs use the same seed (``sources.load_split`` passes the run seed as ``split_seed``).
 
-A published split can be given instead as a JSON split file::
-
-    {"train": [["kos01", true], ["kos02", false], "kos03", ...], "test": ["kos05", ...]}
-
-``train`` lists folder names, each optionally paired with a segmented flag (default true; false =
-the folder's positives are image-label only); ``test`` lists folder names.
+``--positives N`` means N kos FOLDERS in training, as the published protocol does (split_10_10 trains
+each fold on 10 folders, all their parts): N of the fold's training folders that hold a defect are
+drawn with ``numpy.random.default_rng(seed)``; ``--segmented M`` keeps pixel labels on the first M of
+them. The test folders stay the fold's. A published split file (kerasdec/data/splits.py) gives the
+folders of each fold instead.
 
 Licence: CC BY-NC-SA 4.0 (https://www.vicos.si/resources/kolektorsdd/).
 Citation: D. Tabernik, S. Šela, J. Skvarč, D. Skočaj, "Segmentation-based deep-learning approach
@@ -30,7 +29,6 @@ for surface-defect detection", Journal of Intelligent Manufacturing 31, 759–77
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from pathlib import Path
@@ -47,43 +45,76 @@ DEFAULT_SPLIT_SEED = 0  # seed of the fold assignment when none is given
 
 
 def list_samples(root: Path | str, split: str, fold: int = 0, split_seed: int = DEFAULT_SPLIT_SEED,
-                 split_file: Path | str | None = None) -> list[Sample]:
-    """List the samples of the train or test part of one fold.
+                 folders: int | None = None, segmented: int | None = None, seed: int = 0) -> list[Sample]:
+    """List the samples of the train or test part of one seeded fold.
 
     Args:
         root: the KolektorSDD folder holding kos01..kos50.
         split: "train" or "test".
-        fold: cross-validation fold 0..2 (ignored with a split file).
+        fold: cross-validation fold 0..2.
         split_seed: seed of the folder shuffle that defines the folds (default 0).
-        split_file: optional JSON split file (schema in the module docstring) replacing the folds.
+        folders: train on this many of the fold's training folders that hold a defect; None = all
+            training folders.
+        segmented: of the drawn folders, how many keep pixel labels; None = all.
+        seed: seed of the folder draw.
 
     Returns:
         Samples named "kosNN/PartK", ordered by folder then part number.
 
     Raises:
-        FileNotFoundError: root, the split file or a label bitmap is missing.
-        ValueError: bad split or fold, no images, an unreadable label, a bad split file.
+        FileNotFoundError: root or a label bitmap is missing.
+        ValueError: bad split or fold, no images, an unreadable label, more folders than available.
     """
     if split not in ("train", "test"):
         raise ValueError(f"split={split!r}; expected 'train' or 'test' (KolektorSDD has no 'val')")
+    root = check_root(root)
+    names = sorted(d.name for d in root.iterdir() if d.is_dir() and any(d.glob("Part*.jpg")))
+    if not names:
+        raise ValueError(f"Found 0 images under {root}; expected {root}/kos01/Part0.jpg")
+    test = fold_folders(names, fold, split_seed)
+    if split == "test":
+        return folders_samples(root, {name: True for name in test})
+    train = [name for name in names if name not in test]
+    if folders is not None or segmented is not None:
+        return draw_folders(root, train, folders, segmented, seed)
+    return folders_samples(root, {name: True for name in train})
+
+
+def check_root(root: Path | str) -> Path:
+    """The root as a Path; FileNotFoundError when it is not a folder."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"data root {root} does not exist; expected the KolektorSDD folder "
                                 "with kos01..kos50")
-    folders = sorted(d.name for d in root.iterdir() if d.is_dir() and any(d.glob("Part*.jpg")))
-    if not folders:
-        raise ValueError(f"Found 0 images under {root}; expected {root}/kos01/Part0.jpg")
-    if split_file is not None:
-        train, test = read_split_file(split_file, folders)
-    else:
-        test_folders = fold_folders(folders, fold, split_seed)
-        train = {name: True for name in folders if name not in test_folders}
-        test = test_folders
-    chosen = train if split == "train" else {name: True for name in test}
+    return root
+
+
+def folders_samples(root: Path, chosen: dict[str, bool]) -> list[Sample]:
+    """The samples of the chosen folders ({folder: segmented}), sorted by folder."""
     samples = [s for name in sorted(chosen) for s in folder_samples(root / name, chosen[name])]
-    logger.info("KSDD %s: %d folders, %d images (%d defective)", split, len(chosen), len(samples),
+    logger.info("KSDD: %d folders, %d images (%d defective)", len(chosen), len(samples),
                 sum(s.is_positive for s in samples))
     return samples
+
+
+def draw_folders(root: Path, train: list[str], n: int | None, segmented: int | None,
+                 seed: int) -> list[Sample]:
+    """N seeded training folders that hold a defect (all their parts); pixel labels on the first M."""
+    by_folder = {name: folder_samples(root / name) for name in train}
+    candidates = [name for name in train if any(s.is_positive for s in by_folder[name])]
+    n_all = n is None
+    n = len(candidates) if n is None else n
+    if n > len(candidates):
+        raise ValueError(f"positives={n} kos folders but only {len(candidates)} training folders of this "
+                         f"fold hold a defect; expected positives <= {len(candidates)} (KSDD counts folders)")
+    if segmented is not None and segmented > n:
+        raise ValueError(f"segmented={segmented} is larger than positives={n}; expected segmented <= "
+                         "positives (KSDD counts folders)")
+    order = np.random.default_rng(seed).permutation(len(candidates))
+    drawn = [candidates[i] for i in order[:n]]
+    labelled = set(drawn[:n if segmented is None else segmented])
+    kept = train if n_all else drawn  # positives=None: every training folder, defect-free ones too
+    return folders_samples(root, {name: name in labelled or name not in candidates for name in kept})
 
 
 def fold_folders(folders: list[str], fold: int, split_seed: int = DEFAULT_SPLIT_SEED) -> list[str]:
@@ -100,43 +131,6 @@ def fold_folders(folders: list[str], fold: int, split_seed: int = DEFAULT_SPLIT_
     order = np.random.default_rng(split_seed).permutation(len(folders))
     group = np.array_split(order, N_FOLDS)[fold]
     return sorted(folders[i] for i in group)
-
-
-def read_split_file(path: Path | str, folders: list[str]) -> tuple[dict[str, bool], list[str]]:
-    """Read a JSON split file into ({train folder: segmented}, [test folders]).
-
-    Raises:
-        FileNotFoundError: the file is missing.
-        ValueError: bad JSON or schema, an unknown folder, a folder in both train and test.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"split_file {path} does not exist; expected a JSON file "
-                                '{"train": [["kos01", true], ...], "test": ["kos05", ...]}')
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        train = dict(_split_entry(entry) for entry in data["train"])
-        test = [_split_entry(entry)[0] for entry in data["test"]]
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
-        raise ValueError(f"split_file {path} is not valid ({err}); expected "
-                         '{"train": [["kos01", true], ...], "test": ["kos05", ...]}') from err
-    unknown = sorted((set(train) | set(test)) - set(folders))
-    if unknown:
-        raise ValueError(f"split_file {path} names folders {unknown} that are not in the data root; "
-                         f"expected some of {folders}")
-    both = sorted(set(train) & set(test))
-    if both:
-        raise ValueError(f"split_file {path} puts {both} in both train and test; expected disjoint lists")
-    return train, sorted(test)
-
-
-def _split_entry(entry: object) -> tuple[str, bool]:
-    if isinstance(entry, str):
-        return entry, True
-    if isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], str) \
-            and isinstance(entry[1], bool):
-        return entry[0], entry[1]
-    raise ValueError(f"entry {entry!r} should be a folder name or [name, segmented]")
 
 
 def folder_samples(folder: Path, segmented: bool = True) -> list[Sample]:

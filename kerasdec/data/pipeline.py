@@ -119,7 +119,7 @@ def check_decodable(samples: Sequence[Sample], cfg: DataConfig) -> None:
 
 
 def _map_elements(ds: tf.data.Dataset, loader: ElementLoader, cfg: DataConfig,
-                  batch_size: int) -> tf.data.Dataset:
+                  batch_size: int, drop_remainder: bool = False) -> tf.data.Dataset:
     h, w, c = cfg.height, cfg.width, cfg.channels
     shapes = [(h, w, c), (h // 8, w // 8, 1), (h // 8, w // 8, 1), (1,), (1,)]
 
@@ -133,7 +133,7 @@ def _map_elements(ds: tf.data.Dataset, loader: ElementLoader, cfg: DataConfig,
         return x, {"seg": seg, "decision": label}, {"seg": seg_weight, "decision": label_weight}
 
     ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return ds.batch(batch_size, drop_remainder=False).prefetch(PREFETCH)
+    return ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(PREFETCH)
 
 
 def _check_batch_size(batch_size: int) -> None:
@@ -142,7 +142,8 @@ def _check_batch_size(batch_size: int) -> None:
 
 
 def make_train_dataset(samples: Sequence[Sample], cfg: DataConfig, batch_size: int, sampler,
-                       cache_bytes: int = DEFAULT_CACHE_BYTES, preload: bool = True) -> tf.data.Dataset:
+                       cache_bytes: int = DEFAULT_CACHE_BYTES, preload: bool = True,
+                       drop_remainder: bool = False) -> tf.data.Dataset:
     """One epoch of training batches per iteration, in the order ``sampler`` draws.
 
     Each new iteration (Keras creates one per epoch) reads ``sampler.current_epoch`` afresh and
@@ -155,19 +156,26 @@ def make_train_dataset(samples: Sequence[Sample], cfg: DataConfig, batch_size: i
         sampler: a :class:`kerasdec.data.sampling.FrequencySampler` over ``samples``.
         cache_bytes: memory budget for decoded images and targets (default 2 GiB).
         preload: decode every sample now (default), so bad files fail here, not epochs later.
+        drop_remainder: drop an incomplete last batch (the published loader does; TrainConfig.drop_last).
 
     Returns:
-        tf.data.Dataset of (x, y, sample_weight) batches with cardinality ceil(epoch_size / batch_size).
+        tf.data.Dataset of (x, y, sample_weight) batches with cardinality ceil(epoch_size / batch_size)
+        (floor with ``drop_remainder``).
 
     Raises:
         FileNotFoundError: an image or mask file is missing.
-        ValueError: ``batch_size`` < 1, the sampler was built for another number of samples, or
+        ValueError: ``batch_size`` < 1, the sampler was built for another number of samples, an epoch
+            smaller than one batch with ``drop_remainder``, or
             (with ``preload``) a corrupt image or a mask of the wrong size.
     """
     _check_batch_size(batch_size)
     if sampler.n_samples != len(samples):
         raise ValueError(f"sampler covers {sampler.n_samples} samples but samples has {len(samples)}; "
                          "expected a sampler built from these samples")
+    if drop_remainder and sampler.epoch_size < batch_size:
+        raise ValueError(f"an epoch has {sampler.epoch_size} images, fewer than batch_size={batch_size}: "
+                         "dropping the incomplete last batch leaves nothing to train on; expected a "
+                         "smaller --batch-size")
     check_files(samples)
     loader = ElementLoader(samples, cfg, cache_bytes)
     if preload:
@@ -181,7 +189,7 @@ def make_train_dataset(samples: Sequence[Sample], cfg: DataConfig, batch_size: i
 
     ds = tf.data.Dataset.from_generator(generate, output_signature=tf.TensorSpec((), tf.int64))
     ds = ds.apply(tf.data.experimental.assert_cardinality(sampler.epoch_size))
-    return _map_elements(ds, loader, cfg, batch_size)
+    return _map_elements(ds, loader, cfg, batch_size, drop_remainder)
 
 
 def make_eval_dataset(samples: Sequence[Sample], cfg: DataConfig, batch_size: int,

@@ -11,8 +11,14 @@ the union of their masks as its label (the reference implementation kept only th
 absent from the CSV are defect-free. The older Kaggle CSV (``ImageId_ClassId,EncodedPixels`` with an
 empty encoding for absent classes) is read too.
 
-The dataset has no official labelled test set, so kerasdec splits the images into disjoint
-train/val/test parts with a seeded permutation, stratified by positivity (fractions are parameters).
+The dataset has no official labelled test set. The published splits (STEEL/split_<N>_<M>.pyb,
+read by kerasdec/data/splits.py) have a fixed test set of 2,400 images and a validation set of 1,118,
+each half defective (1,200 + 1,200 and 559 + 559), and train on N positives plus the pool of the
+4,143 remaining negatives. Without a split file kerasdec draws a seeded split with the same
+proportions: per class, ``round(n_neg·1200/5902)`` test and ``round(n_neg·559/5902)`` validation
+images (at least 1 each), where n_neg is the number of defect-free images (5,902 in the full data,
+which gives exactly the published sizes); the rest train (``--positives N`` then keeps N of the
+training positives).
 
 Licence: Kaggle competition data, for non-commercial research use under the competition rules
 (https://www.kaggle.com/c/severstal-steel-defect-detection/rules).
@@ -78,33 +84,32 @@ def rle_decode(rle: str, shape: tuple[int, int]) -> np.ndarray:
     return flat.reshape(width, height).T.copy()  # (H, W)
 
 
-def list_samples(root: Path | str, split: str, seed: int = 0, val_fraction: float = 0.1,
-                 test_fraction: float = 0.2) -> list[Sample]:
-    """List the samples of one split of a seeded, stratified train/val/test partition.
-
-    Positives and negatives are each shuffled with ``numpy.random.default_rng(seed)`` and cut into
-    test (``round(n·test_fraction)``), val (``round(n·val_fraction)``) and train (the rest), so the
-    three splits are disjoint, cover every image and keep the defect rate.
+def list_samples(root: Path | str, split: str, seed: int = 0) -> list[Sample]:
+    """List the samples of one split of the seeded split with the published proportions.
 
     Args:
         root: folder holding train.csv and train_images/.
         split: "train", "val" or "test".
         seed: seed of the partition (the same seed gives the same partition).
-        val_fraction: share of the images in the validation split (default 0.1).
-        test_fraction: share of the images in the test split (default 0.2).
 
     Returns:
         Samples sorted by ImageId; positives carry all their RLE rows in ``rle``.
 
     Raises:
         FileNotFoundError: root, train.csv or train_images/ is missing.
-        ValueError: bad split or fractions, no images, a CSV row whose image file is missing.
+        ValueError: bad split, no images, a CSV row whose image file is missing, too few positives
+            for the balanced test and validation sets.
     """
     if split not in SPLITS:
         raise ValueError(f"split={split!r}; expected one of {SPLITS}")
-    if not (0 <= val_fraction and 0 <= test_fraction and val_fraction + test_fraction < 1):
-        raise ValueError(f"val_fraction={val_fraction}, test_fraction={test_fraction}; expected "
-                         "non-negative fractions summing to less than 1")
+    samples = all_samples(root)
+    names = split_names([s.name for s in samples], {s.name for s in samples if s.is_positive}, seed)[split]
+    chosen = set(names)
+    return [s for s in samples if s.name in chosen]
+
+
+def all_samples(root: Path | str) -> list[Sample]:
+    """Every image of ROOT/train_images as a Sample, sorted by ImageId (see list_samples for errors)."""
     root = Path(root)
     csv_path, images_dir = root / "train.csv", root / "train_images"
     for path in (root, csv_path, images_dir):
@@ -119,9 +124,8 @@ def list_samples(root: Path | str, split: str, seed: int = 0, val_fraction: floa
     if missing:
         raise ValueError(f"{csv_path} lists {len(missing)} image(s) missing from {images_dir}, "
                          f"e.g. {missing[0]!r}; expected every ImageId to have an image file")
-    names = split_names(images, set(rles), seed, val_fraction, test_fraction)[split]
     return [Sample(name=name, image_path=images_dir / name, is_positive=name in rles,
-                   rle=tuple(rles.get(name, ()))) for name in names]
+                   rle=tuple(rles.get(name, ()))) for name in images]
 
 
 def read_csv(path: Path) -> dict[str, list[str]]:
@@ -144,16 +148,39 @@ def read_csv(path: Path) -> dict[str, list[str]]:
     return dict(rles)
 
 
-def split_names(images: list[str], positives: set[str], seed: int, val_fraction: float,
-                test_fraction: float) -> dict[str, list[str]]:
-    """Partition image names into sorted, disjoint train/val/test lists, stratified by positivity."""
+# The published split (full data: 6,666 defective and 5,902 defect-free images).
+PUBLISHED_NEGATIVES = 5902  # defect-free images of the full data
+PUBLISHED_TEST_PER_CLASS = 1200  # test = 1,200 defective + 1,200 defect-free = 2,400
+PUBLISHED_VAL_PER_CLASS = 559  # validation = 559 + 559 = 1,118; the other 4,143 negatives train
+
+
+def split_sizes(n_negatives: int) -> tuple[int, int]:
+    """(test, validation) images PER CLASS for a dataset with ``n_negatives`` defect-free images.
+
+    Example:
+        >>> split_sizes(5902)
+        (1200, 559)
+    """
+    def scaled(published: int) -> int:
+        return max(1, int(np.floor(n_negatives * published / PUBLISHED_NEGATIVES + 0.5)))
+    return scaled(PUBLISHED_TEST_PER_CLASS), scaled(PUBLISHED_VAL_PER_CLASS)
+
+
+def split_names(images: list[str], positives: set[str], seed: int) -> dict[str, list[str]]:
+    """Partition image names into sorted, disjoint train/val/test lists with the published proportions.
+
+    Raises:
+        ValueError: fewer than test + val + 1 images in either class.
+    """
+    groups = (sorted(n for n in images if n in positives), sorted(n for n in images if n not in positives))
+    n_test, n_val = split_sizes(len(groups[1]))
     rng = np.random.default_rng(seed)
     parts: dict[str, list[str]] = {name: [] for name in SPLITS}
-    groups = ([n for n in images if n in positives], [n for n in images if n not in positives])
-    for group in (sorted(g) for g in groups):
+    for kind, group in zip(("defective", "defect-free"), groups):
+        if len(group) < n_test + n_val + 1:
+            raise ValueError(f"Severstal has {len(group)} {kind} images; the seeded split needs at least "
+                             f"{n_test + n_val + 1} ({n_test} test, {n_val} validation, 1 training)")
         order = [group[i] for i in rng.permutation(len(group))]
-        n_test = int(np.floor(len(group) * test_fraction + 0.5))
-        n_val = int(np.floor(len(group) * val_fraction + 0.5))
         parts["test"] += order[:n_test]
         parts["val"] += order[n_test:n_test + n_val]
         parts["train"] += order[n_test + n_val:]

@@ -18,8 +18,11 @@ import numpy as np
 PAD = -1  # an index the pipeline loads as a zero-weight sample (kerasdec.data.pipeline.ElementLoader)
 
 
-def shard_indices(indices: np.ndarray, batch_size: int, rank: int, n_workers: int) -> np.ndarray:
+def shard_indices(indices: np.ndarray, batch_size: int, rank: int, n_workers: int,
+                  drop_last: bool = False) -> np.ndarray:
     """Worker ``rank``'s indices: its slice of every global batch, padded with PAD to equal length.
+
+    With ``drop_last`` an incomplete last global batch is left out, as a single-machine run drops it.
 
     Example:
         >>> shard_indices(np.arange(5), batch_size=2, rank=1, n_workers=2).tolist()
@@ -28,7 +31,7 @@ def shard_indices(indices: np.ndarray, batch_size: int, rank: int, n_workers: in
     if not 0 <= rank < n_workers:
         raise ValueError(f"rank={rank}; expected 0..{n_workers - 1}")
     per_worker = math.ceil(batch_size / n_workers)
-    n_batches = math.ceil(len(indices) / batch_size)
+    n_batches = (len(indices) // batch_size) if drop_last else math.ceil(len(indices) / batch_size)
     padded = np.full((n_batches, n_workers * per_worker), PAD, np.int64)
     for b in range(n_batches):
         chunk = np.asarray(indices[b * batch_size:(b + 1) * batch_size], np.int64)
@@ -47,10 +50,12 @@ class ShardView:
         batch_size: the global batch size.
         rank: this worker's rank (0 = chief).
         n_workers: the number of workers.
+        drop_last: leave out an incomplete last global batch (TrainConfig.drop_last). Default False.
     """
 
-    def __init__(self, sampler: Any, batch_size: int, rank: int, n_workers: int) -> None:
-        self.sampler, self.global_batch = sampler, int(batch_size)
+    def __init__(self, sampler: Any, batch_size: int, rank: int, n_workers: int,
+                 drop_last: bool = False) -> None:
+        self.sampler, self.global_batch, self.drop_last = sampler, int(batch_size), bool(drop_last)
         self.rank, self.n_workers = int(rank), int(n_workers)
         self.batch_size = math.ceil(self.global_batch / self.n_workers)
 
@@ -65,7 +70,10 @@ class ShardView:
     @property
     def epoch_size(self) -> int:
         """Indices per epoch for this worker (padding included): equal on every worker."""
-        return math.ceil(self.sampler.epoch_size / self.global_batch) * self.batch_size
+        size = self.sampler.epoch_size
+        n_batches = size // self.global_batch if self.drop_last else math.ceil(size / self.global_batch)
+        return n_batches * self.batch_size
 
     def indices(self, epoch: int) -> np.ndarray:
-        return shard_indices(self.sampler.indices(epoch), self.global_batch, self.rank, self.n_workers)
+        return shard_indices(self.sampler.indices(epoch), self.global_batch, self.rank, self.n_workers,
+                             self.drop_last)

@@ -1,20 +1,22 @@
 """One entry point over all dataset sources: the samples of a split for a ``DataConfig``.
 
-Each source module only indexes its own on-disk layout; this module picks the module, maps "val" to
-"test" for datasets without a validation split (as the paper does), and applies the mixed-supervision
-options ``positives`` / ``segmented`` to the training split.
+Each source module only indexes its own on-disk layout; this module picks the module (or the published
+split file, kerasdec/data/splits.py), maps "val" to "test" for datasets without a validation split (as
+the paper does), drops the excluded samples, and applies the mixed-supervision options ``positives`` /
+``segmented`` to the training split (KSDD counts kos folders: kerasdec/data/ksdd.py).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from kerasdec.config import DataConfig
-from kerasdec.data import dagm, folder, ksdd, ksdd2, severstal, synthetic
+from kerasdec.config import DEFAULT_EXCLUDE, DataConfig
+from kerasdec.data import dagm, folder, ksdd, ksdd2, severstal, splits, synthetic
 from kerasdec.data.samples import Sample
 
 logger = logging.getLogger(__name__)
@@ -38,32 +40,98 @@ def load_split(cfg: DataConfig, split: str, seed: int) -> list[Sample]:
             and the synthetic data.
 
     Returns:
-        The samples; on "train" only ``cfg.positives`` positives are kept (all negatives stay) and
-        only ``cfg.segmented`` of them keep pixel labels.
+        The samples without ``excluded(cfg)``; on "train" only ``cfg.positives`` positives are kept
+        (all negatives stay; KSDD: kos folders) and only ``cfg.segmented`` of them keep pixel labels.
+        With ``cfg.split_file`` the file's entries of the split (fold/category picked), whose
+        counts positives/segmented, when given, must match.
 
     Raises:
         FileNotFoundError: a missing root, split folder or file (from the source).
         ValueError: a bad split, zero images, positives/segmented larger than available, a
-            split file for a dataset other than ksdd, any source-specific inconsistency.
+            split file of another shape or naming a missing sample, any source-specific inconsistency.
 
     Example:
         >>> load_split(DataConfig(dataset="ksdd", root="data/KSDD", positives=5), "train", seed=0)
     """
     if split not in SPLITS:
         raise ValueError(f"split={split!r}; expected one of {SPLITS}")
-    if cfg.split_file is not None and cfg.dataset != "ksdd":
-        raise ValueError(f"split_file={cfg.split_file!r} is only read for dataset='ksdd'; "
-                         f"got dataset={cfg.dataset!r}")
     source_split = "test" if split == "val" and validation_split(cfg) == "test" else split
-    samples = _LISTERS[cfg.dataset](cfg, source_split, seed)
+    if cfg.split_file is not None:
+        samples = from_split_file(cfg, source_split)
+    else:
+        samples = _LISTERS[cfg.dataset](cfg, source_split, seed)
+    samples = exclude(samples, excluded(cfg))
     if not samples:  # the sources raise this themselves; kept as a last guard
         raise ValueError(f"Found 0 images under {cfg.root}; expected {cfg.dataset} images in split "
                          f"{source_split!r}")
-    if split == "train":
+    if split == "train" and cfg.split_file is not None:
+        check_counts(samples, cfg)
+    elif split == "train" and cfg.dataset != "ksdd":  # ksdd draws folders itself
         samples = limit_supervision(samples, cfg.positives, cfg.segmented, seed)
     logger.info("%s %s: %d images, %d positive, %d segmented positive", cfg.dataset, split, len(samples),
                 sum(s.is_positive for s in samples), sum(s.is_positive and s.is_segmented for s in samples))
     return samples
+
+
+def excluded(cfg: DataConfig) -> tuple[str, ...]:
+    """The sample names left out of every split: cfg.exclude, or the dataset's DEFAULT_EXCLUDE."""
+    return DEFAULT_EXCLUDE.get(cfg.dataset, ()) if cfg.exclude is None else cfg.exclude
+
+
+def exclude(samples: list[Sample], names: tuple[str, ...]) -> list[Sample]:
+    """``samples`` without those named in ``names`` (names absent from the split are ignored)."""
+    dropped = set(names) & {s.name for s in samples}
+    if dropped:
+        logger.info("Excluded %s", sorted(dropped))
+    return [s for s in samples if s.name not in dropped]
+
+
+def from_split_file(cfg: DataConfig, split: str) -> list[Sample]:
+    """The samples a published split file lists for ``split``, its segmented flags applied.
+
+    Raises:
+        ValueError: a file of another shape, or an entry naming a sample that is not on disk.
+    """
+    group = (0 if cfg.fold is None else cfg.fold) if cfg.dataset == "ksdd" else cfg.category
+    entries = splits.entries_for(cfg.split_file, cfg.dataset, split, group)
+    root = _root(cfg)
+    if cfg.dataset == "ksdd":
+        chosen = dict(entries)
+        missing = [name for name in chosen if not (Path(root) / name).is_dir()]
+        _refuse_missing(cfg, missing, f"folder {Path(root) / (missing or [''])[0]}")
+        return ksdd.folders_samples(Path(root), chosen)
+    if cfg.dataset == "severstal":
+        on_disk, keys = severstal.all_samples(root), [f"{key}.jpg" for key, _ in entries]
+    elif cfg.dataset == "ksdd2":
+        on_disk, keys = ksdd2.list_samples(root, split), [f"{split}/{key}" for key, _ in entries]
+    else:  # dagm: file names with or without their extension
+        on_disk = dagm.list_samples(root, split, category=cfg.category)
+        prefix = on_disk[0].name.rsplit("/", 1)[0]
+        keys = [f"{prefix}/{Path(key).stem}" for key, _ in entries]
+    by_name = {s.name: s for s in on_disk}
+    missing = [key for key in keys if key not in by_name]
+    _refuse_missing(cfg, missing, f"image {(missing or [''])[0]}")
+    return [dataclasses.replace(by_name[key], is_segmented=seg or not by_name[key].is_positive)
+            for key, (_, seg) in zip(keys, entries)]
+
+
+def _refuse_missing(cfg: DataConfig, missing: list, what: str) -> None:
+    if missing:
+        raise ValueError(f"{cfg.split_file}: lists {what}, which is not under the data root {cfg.root} "
+                         f"({len(missing)} missing); expected the dataset the split file was made for")
+
+
+def check_counts(samples: list[Sample], cfg: DataConfig) -> None:
+    """positives/segmented given with a split file must agree with it (KSDD counts kos folders)."""
+    def unit(s: Sample) -> str:
+        return s.name.split("/")[0] if cfg.dataset == "ksdd" else s.name
+    counts = {"positives": len({unit(s) for s in samples if s.is_positive}),
+              "segmented": len({unit(s) for s in samples if s.is_positive and s.is_segmented})}
+    for name, found in counts.items():
+        given = getattr(cfg, name)
+        if given is not None and given != found:
+            raise ValueError(f"{name}={given} but the split file {cfg.split_file} trains on {found}; "
+                             f"expected --{name} {found} or no --{name} with --split-file")
 
 
 def limit_supervision(samples: list[Sample], positives: int | None, segmented: int | None,
@@ -117,7 +185,7 @@ def _root(cfg: DataConfig) -> str:
 _LISTERS: dict[str, Callable[[DataConfig, str, int], list[Sample]]] = {
     "ksdd": lambda cfg, split, seed: ksdd.list_samples(
         _root(cfg), split, fold=0 if cfg.fold is None else cfg.fold, split_seed=seed,
-        split_file=cfg.split_file),
+        folders=cfg.positives, segmented=cfg.segmented, seed=seed),
     "ksdd2": lambda cfg, split, seed: ksdd2.list_samples(_root(cfg), split),
     "dagm": lambda cfg, split, seed: dagm.list_samples(_root(cfg), split, category=cfg.category),
     "severstal": lambda cfg, split, seed: severstal.list_samples(_root(cfg), split, seed=seed),

@@ -147,6 +147,26 @@ def seg_targets(mask: np.ndarray, sample: Sample, cfg: DataConfig) -> tuple[np.n
     return seg, weight
 
 
+def decision_target(seg: np.ndarray, sample: Sample, kind: str = "image_label") -> float:
+    """The classification target of one sample (METHOD.md §2).
+
+    Args:
+        seg: the sample's 1/8 segmentation target, as :func:`seg_targets` computes it.
+        sample: the record; negatives always get 0.
+        kind: "image_label" = 1 for every positive; "mask_max" (published) = the maximum of ``seg``,
+            below 1 for a defect smaller than the 17×17 pooling window, and 1 for a positive whose
+            mask is empty or absent.
+
+    Example:
+        >>> decision_target(np.full((2, 2, 1), 0.28, np.float32), positive_sample, "mask_max")
+        0.28
+    """
+    if not sample.is_positive:
+        return 0.0
+    peak = float(seg.max()) if seg.size else 0.0
+    return peak if kind == "mask_max" and peak > 0 else 1.0
+
+
 def to_float(image: np.ndarray) -> np.ndarray:
     """uint8 → float32 in [0, 1] (no mean/std normalisation, as the method specifies)."""
     return image.astype(np.float32) / 255.0
@@ -169,6 +189,6 @@ def make_element(image: np.ndarray, mask: np.ndarray, sample: Sample, cfg: DataC
         >>> el.seg.shape  # (16, 16, 1) for the default 128×128 input
     """
     seg, seg_weight = seg_targets(mask, sample, cfg)
-    label = np.array([1.0 if sample.is_positive else 0.0], dtype=np.float32)  # (1,)
+    label = np.array([decision_target(seg, sample, cfg.decision_target)], dtype=np.float32)  # (1,)
     return Element(image=to_float(input_image(image, cfg)), seg=seg, seg_weight=seg_weight,
                    label=label, label_weight=np.ones((1,), dtype=np.float32))

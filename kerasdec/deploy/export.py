@@ -27,14 +27,23 @@ import numpy as np
 
 from kerasdec.deploy import data as export_data
 from kerasdec.deploy.contract import METADATA_FILE, ModelInfo
-from kerasdec.rundir import TMP_PREFIX, fsync_dir, model_path, read_json, read_run_config, remove, write_json
+from kerasdec.rundir import (
+    TMP_PREFIX,
+    fsync_dir,
+    model_path,
+    read_json,
+    read_run_config,
+    remove,
+    tested_model,
+    write_json,
+)
 
 logger = logging.getLogger(__name__)
 
 STALE_AFTER_S = 600  # a hidden export folder older than this whose process is gone is removed
 
 
-def export_source(source: Path | str, base_dir: Path | str, *, which: str = "final",
+def export_source(source: Path | str, base_dir: Path | str, *, which: str | None = None,
                   version: int | None = None, tflite_modes: Sequence[str] = (),
                   threshold: float | None = None, data_root: Path | str | None = None,
                   width: int | None = None, height: int | None = None,
@@ -45,7 +54,7 @@ def export_source(source: Path | str, base_dir: Path | str, *, which: str = "fin
     Args:
         source: a run directory (config.json + model_<which>.keras) or a .keras file.
         base_dir: the model base path (TF Serving ``--model_base_path``); created if missing.
-        which: "final" or "best" (run directories).
+        which: "final" or "best" (run directories); None = the model the run's test evaluation used.
         version: integer version (>= 1); None = 1 + the highest existing one. Never overwritten.
         tflite_modes: modes of kerasdec.deploy.tflite.MODES; dynamic and int8 need a run directory.
         threshold: overrides the model's stored threshold.
@@ -237,8 +246,9 @@ def publish(staging: Path, base: Path, version: int | None) -> Path:
     raise FileExistsError(f"could not find a free version number in {base}")
 
 
-def _model_file(source: Path | str, which: str) -> Path:
+def _model_file(source: Path | str, which: str | None) -> Path:
     path = Path(source)
+    which = tested_model(path) if which is None and path.is_dir() else which or "final"
     if which not in ("final", "best"):
         raise ValueError(f"which={which!r}; expected 'final' or 'best'")
     model_file = model_path(path, which) if path.is_dir() else path

@@ -153,13 +153,13 @@ def resolve_threshold(model: Any, model_file: Path | None, threshold: float | No
     return DEFAULT_THRESHOLD, "default"
 
 
-def load_runner(path: Path | str, *, which: str = "final", threshold: float | None = None,
+def load_runner(path: Path | str, *, which: str | None = None, threshold: float | None = None,
                 size_hw: tuple[int, int] | None = None, allow_other_size: bool = False) -> Runner:
     """Load a run directory, a .keras file, a SavedModel (version or base folder) or a .tflite file.
 
     Args:
         path: what to load; a SavedModel base folder of integer versions uses the highest version.
-        which: "final" or "best", for a run directory.
+        which: "final" or "best", for a run directory; None = the model its test evaluation used.
         threshold: overrides the stored threshold.
         size_hw: (height, width); see :func:`keras_info`. For a SavedModel or TFLite file it must equal
             the exported size (they are fixed to it).

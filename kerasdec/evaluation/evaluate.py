@@ -35,6 +35,7 @@ from kerasdec.rundir import (
     model_path,
     new_folder,
     read_run_config,
+    tested_model,
     write_json,
     write_text,
 )
@@ -203,7 +204,7 @@ def evaluate_model(model: Any, samples: Sequence[Sample], data_cfg: DataConfig, 
 
 
 def evaluate_run(run_dir: Path | str, *, data_root: Path | str | None = None, split: str = "test",
-                 which: str = "final", batch_size: int | None = None, n_figures: int = 20) -> Path:
+                 which: str | None = None, batch_size: int | None = None, n_figures: int = 20) -> Path:
     """Evaluate a training run's model into a new folder run_dir/evaluate-<split>-<which>[-k].
 
     Args:
@@ -211,7 +212,7 @@ def evaluate_run(run_dir: Path | str, *, data_root: Path | str | None = None, sp
         data_root: overrides the dataset root stored in config.json (data moved or another machine).
         split: "test" or "val" ("val" falls back to the split training validated on, which is the
             test split for datasets without a validation split; the folder is named after the split used).
-        which: "final" or "best" model.
+        which: "final" or "best" model; None = the one the run's test evaluation used.
         batch_size: prediction batch size; None = the run's training batch size, as ``fit`` uses for
             its test evaluation, so that the numbers match it to the last digit.
         n_figures: correctly classified images drawn besides the mistakes.
@@ -228,6 +229,7 @@ def evaluate_run(run_dir: Path | str, *, data_root: Path | str | None = None, sp
     from kerasdec.deploy.modelfile import read_model_config
 
     run = Path(run_dir)
+    which = tested_model(run) if which is None else which
     if split not in ("test", "val"):
         raise ValueError(f"split={split!r}; expected 'test' or 'val'")
     if which not in ("final", "best"):

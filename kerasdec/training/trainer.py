@@ -26,7 +26,9 @@ from kerasdec.rundir import (
     CURVES_FILE,
     FINISHED_FILE,
     HISTORY_FILE,
+    METRICS_FILE,
     MODEL_BEST,
+    MODEL_FILES,
     MODEL_FINAL,
     SAMPLER_FILE,
     SAMPLES_FILE,
@@ -134,9 +136,9 @@ def prepare_data(cfg: RunConfig, shard: tuple[int, int] | None = None) -> RunDat
     train, val = splits["train"], splits[val_name]
     sampler = FrequencySampler([s.is_positive for s in train], seed=cfg.seed,
                                frequency=cfg.data.frequency_sampling)
-    view = sampler if shard is None else ShardView(sampler, cfg.train.batch_size, *shard)
+    view = sampler if shard is None else ShardView(sampler, cfg.train.batch_size, *shard, cfg.train.drop_last)
     batch = cfg.train.batch_size if shard is None else view.batch_size
-    train_ds = pipeline.make_train_dataset(train, cfg.data, batch, view)
+    train_ds = pipeline.make_train_dataset(train, cfg.data, batch, view, drop_remainder=cfg.train.drop_last)
     val_ds = pipeline.make_eval_dataset(val, cfg.data, cfg.train.batch_size)
     if val_name != "test":
         pipeline.check_decodable(splits["test"], cfg.data)
@@ -168,8 +170,8 @@ def training_callbacks(cfg: RunConfig, run_dir: Path, data: RunData,
 
 def finish_run(model: keras.Model, run_dir: Path, cfg: RunConfig, test: list[Sample],
                sampler: FrequencySampler) -> Path:
-    """Evaluate on the test split; save the final model (carrying its threshold), sampler state and
-    curves; mark the run finished.
+    """Evaluate the model ``cfg.train.test_model`` selects on the test split; save it carrying its
+    threshold (and the final model), the sampler state and curves; mark the run finished.
 
     finished.json comes last: a run killed anywhere in here is unfinished, and ``--resume`` redoes this
     step from the last checkpoint (the weights after the last epoch), first deleting what an interrupted
@@ -178,16 +180,34 @@ def finish_run(model: keras.Model, run_dir: Path, cfg: RunConfig, test: list[Sam
     from kerasdec.evaluation.evaluate import evaluate_model
 
     remove_evaluation(run_dir)  # what an interrupted final evaluation left
-    metrics = evaluate_model(model, test, cfg.data, run_dir, batch_size=cfg.train.batch_size)
-    model.set_threshold(metrics["threshold"])  # the model file carries its decision threshold
-    with atomic_path(run_dir / MODEL_FINAL, size_hint=model_bytes(model)) as tmp:
-        model.save(tmp)
+    which, tested = tested_model(model, run_dir, cfg.train.test_model)
+    metrics = evaluate_model(tested, test, cfg.data, run_dir, batch_size=cfg.train.batch_size)
+    metrics["test_model"] = which
+    write_json(run_dir / METRICS_FILE, metrics)  # evaluate_model wrote it a moment ago; add the choice
+    tested.set_threshold(metrics["threshold"])  # the tested model's file carries its decision threshold
+    for name, saved in {MODEL_FINAL: model, MODEL_FILES[which]: tested}.items():
+        with atomic_path(run_dir / name, size_hint=model_bytes(saved)) as tmp:
+            saved.save(tmp)
     write_json(run_dir / SAMPLER_FILE, sampler.state_dict())
     plot_history(run_dir / HISTORY_FILE, run_dir / CURVES_FILE)
     write_json(run_dir / FINISHED_FILE, {"epochs": cfg.train.epochs, "test_ap": metrics["ap"],
+                                         "test_model": which,
                                          "finished": datetime.now().isoformat(timespec="seconds")})
-    log.info("Test AP %.4f, AUC %.4f (final model); results in %s", metrics["ap"], metrics["auc"], run_dir)
+    log.info("Test AP %.4f, AUC %.4f (%s model); results in %s", metrics["ap"], metrics["auc"], which,
+             run_dir)
     return run_dir
+
+
+def tested_model(model: keras.Model, run_dir: Path, which: str) -> tuple[str, keras.Model]:
+    """("final", model), or ("best", the best-validation model loaded from the run) for which="best"."""
+    if which == "best" and (run_dir / MODEL_BEST).is_file():
+        from kerasdec.deploy.modelfile import load_model
+
+        return "best", load_model(run_dir / MODEL_BEST)
+    if which == "best":
+        log.warning("No %s in %s (no validation AP was ever finite): testing the final model", MODEL_BEST,
+                    run_dir)
+    return "final", model
 
 
 def remove_evaluation(run_dir: Path) -> None:

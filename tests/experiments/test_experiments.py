@@ -6,6 +6,7 @@ import csv
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +21,9 @@ sys.path.insert(0, str(EXPERIMENTS))  # the scripts import their sibling module 
 import ablation  # noqa: E402
 import dagm  # noqa: E402
 import ksdd  # noqa: E402
+import mixed  # noqa: E402
 import protocol  # noqa: E402
+import severstal  # noqa: E402
 
 QUICK = ["--epochs", "1", "--width", "64", "--height", "64"]
 N = 2  # positives per fold run: the fake has 4 per training fold (6 kos folders × 4 parts, 1 defective each)
@@ -82,8 +85,25 @@ def test_ksdd_protocol_never_overwrites_out(ksdd_protocol):
     again = _script("ksdd.py", "--data-root", str(root), "--out", str(out), "--positives", str(N), *QUICK,
                     cwd=out.parent)
     assert again.returncode == 1
-    assert f"--out {out} already exists and is not empty" in again.stderr
+    assert f"--out {out} holds a finished protocol (table.md)" in again.stderr
     assert _snapshot(out) == before
+
+
+def test_out_holding_another_plan_is_refused(tmp_path):
+    def rows(n: int) -> list:
+        return ksdd.plan(ksdd.make_parser().parse_args(["--data-root", "D", "--out", "x", "--positives",
+                                                        str(n)]))
+
+    out = tmp_path / "out"
+    protocol.open_out(out, rows(2))
+    assert json.loads((out / "protocol.json").read_text())["ksdd-N2-fold0"]["data"]["positives"] == 2
+    protocol.open_out(out, rows(2))  # the same plan: resumable
+    with pytest.raises(FileExistsError, match=r"holds another plan .*\['ksdd-N2-fold0', 'ksdd-N2-fold1'"):
+        protocol.open_out(out, rows(3))
+    (tmp_path / "foreign").mkdir()
+    (tmp_path / "foreign" / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match=r"already exists and is not empty \(no protocol.json\)"):
+        protocol.open_out(tmp_path / "foreign", rows(2))
 
 
 def test_missing_positives_fail_before_any_run(ksdd_protocol, tmp_path, capsys):
@@ -92,7 +112,7 @@ def test_missing_positives_fail_before_any_run(ksdd_protocol, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         ksdd.main(["--data-root", str(root), "--out", str(out), "--positives", str(N), "33", *QUICK])
     assert exit_info.value.code == 1
-    assert "positives=33 but only 4 positive training images are available" in capsys.readouterr().err
+    assert "positives=33 kos folders but only 4 training folders" in capsys.readouterr().err
     assert not out.exists()
 
 
@@ -137,3 +157,111 @@ def test_dagm_plan_adds_a_joined_row_that_reuses_the_class_runs():
     clash = dataclasses.replace(rows[0], runs={"dagm-class1": runs["dagm-class3"]})
     with pytest.raises(ValueError, match="run name 'dagm-class1' is used for two different configs"):
         protocol.unique_runs([rows[0], clash])
+
+
+def test_resume_skips_finished_runs_and_completes_an_interrupted_one(ksdd_protocol, tmp_path):
+    """A copy of the finished protocol, as if killed during fold 2's final evaluation: the second call
+    keeps folds 0 and 1 untouched, completes fold 2 from its checkpoint and writes the table."""
+    root, out, _ = ksdd_protocol
+    again = tmp_path / "results"
+    shutil.copytree(out, again)
+    for name in ("table.md", "table.csv", "summary.json", f"ksdd-N{N}-fold2/finished.json",
+                 f"ksdd-N{N}-fold2/metrics.json"):
+        (again / name).unlink()
+    before = _snapshot(again)
+    done = _script("ksdd.py", "--data-root", str(root), "--out", str(again), "--positives", str(N), *QUICK,
+                   cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    after = _snapshot(again)
+    for k in (0, 1):  # finished runs: not a byte rewritten
+        kept = {p: v for p, v in before.items() if p.startswith(f"ksdd-N{N}-fold{k}/")}
+        assert kept and all(after[p] == v for p, v in kept.items())
+    assert (again / f"ksdd-N{N}-fold2" / "finished.json").is_file()
+    assert "was interrupted: resuming it" in done.stderr
+    history = (again / f"ksdd-N{N}-fold2" / "history.csv").read_text().splitlines()
+    assert len(history) == 2  # one epoch, not trained again
+    assert (again / "table.md").read_text() == (out / "table.md").read_text().replace(str(out), str(again))
+
+
+def test_split_dir_gives_each_row_its_published_file(tmp_path):
+    for name in ("KSDD/split_10_10.pyb", "STEEL/split_1000_1000.pyb", "KSDD2/split_16.pyb",
+                 "DAGM/split_5.pyb", "KSDD/split_33_0.pyb"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    base = ["--data-root", "D", "--out", "x", "--split-dir", str(tmp_path)]
+    rows = ksdd.plan(ksdd.make_parser().parse_args([*base, "--positives", "10"]))
+    for k, cfg in enumerate(rows[0].runs.values()):
+        assert cfg.data.split_file == str(tmp_path / "KSDD/split_10_10.pyb") and cfg.data.fold == k
+        assert (cfg.data.positives, cfg.train.epochs) == (None, 90)  # the file fixes images, N epochs
+    sev_rows = severstal.plan(severstal.make_parser().parse_args([*base, "--positives", "1000"]))
+    (sev,) = sev_rows[0].runs.values()
+    assert sev.data.split_file.endswith("STEEL/split_1000_1000.pyb") and sev.train.test_model == "best"
+    ab = ablation.plan(ablation.make_parser().parse_args([*base, "--dataset", "severstal"]))
+    assert all(c.data.split_file.endswith("split_1000_1000.pyb") and c.train.epochs == 50
+               for r in ab for c in r.runs.values())
+    with pytest.raises(FileNotFoundError, match=r"KSDD/split_5_5.pyb: no such published split file"):
+        ksdd.plan(ksdd.make_parser().parse_args([*base, "--positives", "5"]))
+
+
+def test_mixed_sweep_levels_presets_and_split_files(tmp_path):
+    for name in ("KSDD2/split_0.pyb", "KSDD2/split_16.pyb", "KSDD/split_33_0.pyb"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    args = mixed.make_parser().parse_args(["--dataset", "ksdd2", "--data-root", "D", "--out", "x"])
+    rows = mixed.plan(args)
+    assert [r.label["segmented"] for r in rows] == [0, 16, 53, 126, 246, "full"]
+    cfgs = [next(iter(r.runs.values())) for r in rows]
+    assert [c.data.segmented for c in cfgs] == [0, 16, 53, 126, 246, None]
+    assert [c.train.dynamic_balance for c in cfgs] == [False] + [True] * 5  # M = 0: no dynamic balance
+    assert rows[-1].published == {"AP": 95.4} and cfgs[0].data.decision_target == "mask_max"
+    split = mixed.make_parser().parse_args(["--dataset", "ksdd2", "--data-root", "D", "--out", "x",
+                                            "--split-dir", str(tmp_path), "--segmented", "0", "16", "full"])
+    files = [next(iter(r.runs.values())).data.split_file for r in mixed.plan(split)]
+    assert files == [str(tmp_path / "KSDD2/split_0.pyb"), str(tmp_path / "KSDD2/split_16.pyb"), None]
+    k = mixed.plan(mixed.make_parser().parse_args(["--dataset", "ksdd", "--data-root", "D", "--out", "x",
+                                                   "--split-dir", str(tmp_path), "--segmented", "0"]))
+    fold0 = k[0].runs["ksdd-M0-fold0"]
+    assert fold0.data.split_file.endswith("KSDD/split_33_0.pyb")
+    assert (fold0.train.lr, fold0.train.delta, fold0.train.dynamic_balance) == (0.01, 1.0, False)
+
+
+def test_every_protocol_runs_as_a_module_and_through_kerasdec_experiment(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(EXPERIMENTS.parent)}
+    done = subprocess.run([sys.executable, "-m", "experiments.mixed", "--help"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "--split-dir" in done.stdout and "--segmented" in done.stdout
+    from click.testing import CliRunner
+
+    from kerasdec.cli import EXPERIMENTS as NAMES
+    from kerasdec.cli import main
+
+    for name in NAMES:
+        result = CliRunner().invoke(main, ["experiment", name, "--help"])
+        assert result.exit_code == 0 and "--split-dir" in result.output, (name, result.output)
+    out = tmp_path / "k2"
+    result = CliRunner().invoke(main, ["experiment", "ksdd2", "--data-root", str(tmp_path / "none"),
+                                       "--out", str(out)])
+    assert result.exit_code == 1 and not out.exists()  # the data is checked before anything is written
+
+
+def test_smoke_runs_the_whole_protocol_on_synthetic_data(synthetic_root, tmp_path):
+    """`kerasdec experiment mixed --smoke`: three KSDD2 rows, one synthetic run (their settings are equal
+    once on synthetic data; M = 0 would add a second run, without dynamic balance), a table."""
+    from click.testing import CliRunner
+
+    from kerasdec.cli import main
+
+    out = tmp_path / "smoke"
+    result = CliRunner().invoke(main, ["experiment", "mixed", "--dataset", "ksdd2", "--smoke",
+                                       "--segmented", "16", "53", "full", "--data-root", str(synthetic_root),
+                                       "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["smoke-1"]
+    run = json.loads((out / "smoke-1" / "config.json").read_text())
+    assert (run["data"]["dataset"], run["data"]["width"], run["train"]["epochs"]) == ("synthetic", 64, 1)
+    metrics = json.loads((out / "smoke-1" / "metrics.json").read_text())
+    with open(out / "table.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["segmented"] for r in rows] == ["16", "53", "full"]
+    assert all(float(r["AP"]) == pytest.approx(100 * metrics["ap"]) for r in rows)
+    assert "SMOKE RUN" in (out / "table.md").read_text()

@@ -266,3 +266,4 @@ def test_each_worker_gets_its_slice_of_every_global_batch_padded_to_equal_length
     shards = [shard_indices(indices, 3, rank, 2).tolist() for rank in range(2)]
     assert shards == [[10, 11, 13, 14, 16, 17], [12, PAD, 15, PAD, PAD, PAD]]
     assert shard_indices(indices, 4, 1, 4).tolist() == [11, 15]
+    assert shard_indices(indices, 3, 1, 2, drop_last=True).tolist() == [12, PAD, 15, PAD]

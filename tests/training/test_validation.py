@@ -37,17 +37,17 @@ def test_pr_curve_plugin_summaries_and_no_ap_for_unvalidated_epochs(tmp_path):
                           tb_dir=tmp_path / "tb")
     callback.set_model(FakeModel())
     logs = []
-    for epoch in range(5):  # validated: epochs 1 and 3 (every 2) and 4 (the last)
+    for epoch in range(5):  # validated as published: epochs 0, 2 (every 2) and 4 (the last)
         logs.append({"loss": 1.0})
         callback.on_epoch_end(epoch, logs[-1])
     callback.writer.flush()
     expected = average_precision(LABELS, 1 / (1 + np.exp(-LOGITS.astype(np.float64))))
-    assert "val_ap" not in logs[0] and "val_ap" not in logs[2]  # unvalidated: no NaN point in TensorBoard
-    assert [logs[i]["val_ap"] for i in (1, 3, 4)] == pytest.approx([expected] * 3)
+    assert "val_ap" not in logs[1] and "val_ap" not in logs[3]  # unvalidated: no NaN point in TensorBoard
+    assert [logs[i]["val_ap"] for i in (0, 2, 4)] == pytest.approx([expected] * 3)
     assert (tmp_path / "best.keras").is_file()
 
     curves = [(e.step, v) for e in _events(tmp_path / "tb") for v in e.summary.value if v.tag == PR_CURVE_TAG]
-    assert [step for step, _ in curves] == [1, 3, 4]
+    assert [step for step, _ in curves] == [0, 2, 4]
     value = curves[0][1]
     assert value.metadata.plugin_data.plugin_name == "pr_curves"
     data = tf.make_ndarray(value.tensor)  # rows: TP, FP, TN, FN, precision, recall at 201 thresholds
