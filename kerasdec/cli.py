@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from kerasdec.config import DISTRIBUTES  # no tensorflow
 from kerasdec.deploy.contract import TFLITE_MODES  # no tensorflow: --help stays fast
 
 if TYPE_CHECKING:
@@ -156,7 +157,8 @@ def build_fit_config(dataset: str, positives: int | None, protocol: str | None, 
               help="Model the test evaluation reports (default: best for severstal, else final).")
 @click.option("--drop-last/--keep-last", default=None,
               help="Drop an incomplete last training batch (default, as published) or keep it.")
-@click.option("--distribute", type=click.Choice(["none", "mirrored"]), help="mirrored = all local GPUs.")
+@click.option("--distribute", type=click.Choice(DISTRIBUTES),
+              help="mirrored = all local GPUs; multiworker = the cluster in TF_CONFIG (README).")
 @click.option("--seed", type=int, help="Seeds splits, sampling, initialisation, synthetic data (default 0).")
 @click.option("--run-dir", type=click.Path(file_okay=False),
               help="Where to write the run (default runs/<dataset>-<time>); must not exist yet.")
@@ -176,6 +178,10 @@ def fit(dataset: str, positives: int | None, protocol: str | None, seed: int | N
             cfg = build_fit_config(dataset, positives, protocol, seed, run_dir, **flags)
         except ValueError as err:
             raise click.UsageError(str(err)) from err
+        if cfg.train.distribute == "multiworker":  # a bad TF_CONFIG fails before TensorFlow is imported
+            from kerasdec.training.cluster import check_new_run
+
+            check_new_run(cfg.run_dir)
     from kerasdec.training.trainer import fit as fit_run
 
     out = fit_run(cfg, resume=resume, data_root=flags["root"] if resume else None)

@@ -13,7 +13,7 @@ from typing import Any
 
 DATASETS = ("synthetic", "ksdd", "ksdd2", "dagm", "severstal", "folder")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
-DISTRIBUTES = ("none", "mirrored")
+DISTRIBUTES = ("none", "mirrored", "multiworker")
 DECISION_TARGETS = ("image_label", "mask_max")  # METHOD.md §2: hard 0/1, or the max of the 1/8 mask
 TEST_MODELS = ("final", "best")  # which model fit's test evaluation uses (METHOD.md §5)
 # Samples the published code leaves out of every split, per dataset (DataConfig.exclude = None).
@@ -116,7 +116,7 @@ class TrainConfig:
     validate_every: int = 5  # validate at epochs 0, V, 2V, ... (0-based) and at the last
     test_model: str = "final"  # "best" = the best-validation model is tested (Severstal), else the final
     drop_last: bool = True  # drop an incomplete last training batch, as the published loader does
-    distribute: str = "none"  # "mirrored" = MirroredStrategy over local GPUs
+    distribute: str = "none"  # "mirrored": MirroredStrategy, local GPUs; "multiworker": the TF_CONFIG cluster
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, f"epochs={self.epochs}; expected >= 1")

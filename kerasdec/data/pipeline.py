@@ -73,6 +73,9 @@ class ElementLoader:
         """Like ``__call__`` but the image stays uint8 (H, W, C): what crosses into tf.data (4× fewer
         bytes through the GIL-holding ``numpy_function``; the float conversion runs as a TF op)."""
         index = int(index)
+        if index < 0:  # sharding.PAD: fills a worker's slice of a short batch, contributes no loss
+            image8, seg, seg_weight, label, label_weight = self.element(0)
+            return image8, seg, np.zeros_like(seg_weight), label, np.zeros_like(label_weight)
         entry = self._cache.get(index)
         if entry is None:
             entry = self._compute(index)

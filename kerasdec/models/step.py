@@ -105,14 +105,18 @@ class SegDecTrainingMixin:
             tracker.update_state(value if tracker.name == "lambda" else value * replicas)
         return {tracker.name: tracker.result() for tracker in self._step_trackers}
 
-    def train_step(self, data: Any) -> dict[str, tf.Tensor]:
-        """One SGD step on the summed, weighted loss (loss-scaled under mixed_float16)."""
+    def compute_step_gradients(self, data: Any) -> tuple[list[tf.Tensor], dict[str, tf.Tensor]]:
+        """Gradients of the summed, weighted loss of ``data`` (loss-scaled under mixed_float16) and the
+        step's logged values; ``train_step`` applies them (the multi-worker loop sums them first)."""
         with tf.GradientTape() as tape:
             values, loss = self._step_losses(data, training=True)
             scaled = self.optimizer.scale_loss(loss)
-        variables = self.trainable_variables
-        gradients = tape.gradient(scaled, variables)
-        self.optimizer.apply(gradients, variables)
+        return tape.gradient(scaled, self.trainable_variables), values
+
+    def train_step(self, data: Any) -> dict[str, tf.Tensor]:
+        """One SGD step on the summed, weighted loss (loss-scaled under mixed_float16)."""
+        gradients, values = self.compute_step_gradients(data)
+        self.optimizer.apply(gradients, self.trainable_variables)
         return self._record_step(values)
 
     def test_step(self, data: Any) -> dict[str, tf.Tensor]:

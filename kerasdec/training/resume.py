@@ -44,8 +44,12 @@ def restore(model: keras.Model, run_dir: Path, sampler: FrequencySampler) -> Pro
                     history=list(state.get("history", [])))
 
 
-def open_resumed(resume: Path | str, data_root: Path | str | None) -> tuple[Path, RunConfig]:
+def open_resumed(resume: Path | str, data_root: Path | str | None,
+                 tidy: bool = True) -> tuple[Path, RunConfig]:
     """An unfinished run directory and its own config, with ``data_root`` (resolved) when given.
+
+    ``tidy`` deletes what interrupted writes left in it; False for a process that only reads the run
+    (a non-chief worker of a multi-worker run).
 
     Raises:
         FileNotFoundError: no config.json there, or the stored data root is gone and no new one given.
@@ -70,7 +74,7 @@ def open_resumed(resume: Path | str, data_root: Path | str | None) -> tuple[Path
     elif root is not None and not Path(root).exists():
         raise FileNotFoundError(f"The run's data root {root} does not exist (moved?); give its new place "
                                 "with --data-root")
-    for folder in (run_dir, run_dir / CHECKPOINT_DIR):
+    for folder in (run_dir, run_dir / CHECKPOINT_DIR) if tidy else ():
         if removed := remove_temporaries(folder):
             log.info("Removed %d temporary file(s) of an interrupted write in %s", len(removed), folder)
     data = dataclasses.replace(stored.data, root=root)

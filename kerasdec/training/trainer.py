@@ -18,6 +18,7 @@ from kerasdec.config import RunConfig
 from kerasdec.data import pipeline, sources
 from kerasdec.data.samples import Sample
 from kerasdec.data.sampling import FrequencySampler
+from kerasdec.data.sharding import ShardView
 from kerasdec.models.rowconv import released_custom_gradients
 from kerasdec.models.segdec import SegDecNet
 from kerasdec.rundir import (
@@ -79,6 +80,10 @@ def fit(cfg: RunConfig, *, resume: Path | str | None = None, data_root: Path | s
     Example:
         >>> run_dir = fit(RunConfig())  # the synthetic default, a few minutes on a CPU
     """
+    from kerasdec.training import multiworker  # imports this module
+
+    if multiworker.requested(cfg, resume):
+        return multiworker.fit(cfg, resume=resume, data_root=data_root, callbacks=callbacks)
     if resume is None:
         cfg = resolve_paths(cfg)
         check_run_dir_free(cfg.run_dir)
@@ -118,8 +123,12 @@ class RunData:
     manifest: dict[str, list]  # split -> [[name, is_positive, is_segmented], ...] (samples.json)
 
 
-def prepare_data(cfg: RunConfig) -> RunData:
-    """List the splits, check them, and build the sampler and datasets (decoding every image once)."""
+def prepare_data(cfg: RunConfig, shard: tuple[int, int] | None = None) -> RunData:
+    """List the splits, check them, and build the sampler and datasets (decoding every image once).
+
+    ``shard`` = (rank, n_workers): the training dataset holds only this worker's share of each global
+    batch (kerasdec.data.sharding), batched per worker.
+    """
     val_name = sources.validation_split(cfg.data)
     splits = {name: sources.load_split(cfg.data, name, cfg.seed) for name in ("train", val_name, "test")}
     for name in {val_name, "test"}:
@@ -127,8 +136,9 @@ def prepare_data(cfg: RunConfig) -> RunData:
     train, val = splits["train"], splits[val_name]
     sampler = FrequencySampler([s.is_positive for s in train], seed=cfg.seed,
                                frequency=cfg.data.frequency_sampling)
-    train_ds = pipeline.make_train_dataset(train, cfg.data, cfg.train.batch_size, sampler,
-                                           drop_remainder=cfg.train.drop_last)
+    view = sampler if shard is None else ShardView(sampler, cfg.train.batch_size, *shard, cfg.train.drop_last)
+    batch = cfg.train.batch_size if shard is None else view.batch_size
+    train_ds = pipeline.make_train_dataset(train, cfg.data, batch, view, drop_remainder=cfg.train.drop_last)
     val_ds = pipeline.make_eval_dataset(val, cfg.data, cfg.train.batch_size)
     if val_name != "test":
         pipeline.check_decodable(splits["test"], cfg.data)
