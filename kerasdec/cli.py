@@ -77,7 +77,8 @@ def main(verbose: bool) -> None:
 
 # ---------------------------------------------------------------------------------------------- fit
 _DATA_FLAGS = ("root", "width", "height", "channels", "segmented", "fold", "category", "split_file",
-               "dilate", "w_pos", "p", "weighted_seg", "frequency_sampling")
+               "dilate", "w_pos", "p", "weighted_seg", "frequency_sampling", "augment_geometry",
+               "augment_jitter")
 _TRAIN_FLAGS = ("epochs", "lr", "delta", "batch_size", "dynamic_balance", "gradient_adjustment",
                 "precision", "jit", "validate_every", "distribute")
 
@@ -131,6 +132,11 @@ def build_fit_config(dataset: str, positives: int | None, protocol: str | None, 
               help="Ablation: uniform sampling of defect-free images.")
 @click.option("--no-weighted-seg", "weighted_seg", flag_value=False, default=None,
               help="Ablation: no distance-transform weights inside defects.")
+@click.option("--augment-geometry", type=click.Choice(["none", "flips", "rot180", "d4"]),
+              help="Training-time flips/rotations of image and mask (d4 adds 90° turns: square inputs "
+                   "whose texture looks alike rotated).")
+@click.option("--augment-jitter", type=click.FloatRange(0, 0.5),
+              help="Training-time brightness/contrast jitter amplitude (0 = off).")
 @click.option("--precision", type=click.Choice(["auto", "float32", "mixed_float16", "mixed_bfloat16"]),
               help="Default auto: mixed_float16 on a GPU, float32 otherwise.")
 @click.option("--jit/--no-jit", default=None, help="XLA compilation (default: on when a GPU is visible).")

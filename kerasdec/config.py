@@ -14,6 +14,10 @@ from typing import Any
 DATASETS = ("synthetic", "ksdd", "ksdd2", "dagm", "severstal", "folder")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 DISTRIBUTES = ("none", "mirrored")
+# Geometry groups for augmentation: "flips" = identity, horizontal, vertical flip and 180° rotation;
+# "rot180" = identity and 180° rotation (keeps every texture orientation); "d4" adds the 90° rotations
+# (square inputs only; an oriented texture turns by 90°, so only for surfaces that look alike rotated).
+GEOMETRIES = ("none", "flips", "rot180", "d4")
 DOWNSCALE = 8  # the segmentation stage's output is at 1/8 of the input: H and W multiples of 8
 MIN_SIZE = 64  # the decision stage pools that 1/8 map three more times: below 64 nothing is left
 
@@ -61,6 +65,8 @@ class DataConfig:
     w_pos: float = 1.0  # weight scale inside defects
     p: float = 2.0  # exponent of the normalised distance
     frequency_sampling: bool = True  # frequency-of-use sampling of negatives; False = uniform
+    augment_geometry: str = "none"  # training-time geometry group (GEOMETRIES); "none" as published
+    augment_jitter: float = 0.0  # training-time brightness/contrast jitter amplitude; 0 = off (published)
 
     def __post_init__(self) -> None:
         _check(self.dataset in DATASETS, f"dataset={self.dataset!r}; expected one of {DATASETS}")
@@ -89,6 +95,14 @@ class DataConfig:
         _check(self.w_pos > 0, f"w_pos={self.w_pos}; expected > 0")
         _check_finite("p", self.p, ">= 0")
         _check(self.p >= 0, f"p={self.p}; expected >= 0")
+        _check(self.augment_geometry in GEOMETRIES,
+               f"augment_geometry={self.augment_geometry!r}; expected one of {GEOMETRIES}")
+        _check(self.augment_geometry != "d4" or self.width == self.height,
+               f"augment_geometry='d4' rotates by 90°, which needs a square input; width={self.width}, "
+               f"height={self.height}: use 'flips' or 'rot180' (--augment-geometry)")
+        _check_finite("augment_jitter", self.augment_jitter, "in [0, 0.5]")
+        _check(0 <= self.augment_jitter <= 0.5,
+               f"augment_jitter={self.augment_jitter}; expected a number in [0, 0.5]")
 
 
 @dataclass(frozen=True)
