@@ -110,6 +110,8 @@ class TrainConfig:
     """Optimisation, loss balance and the execution options (METHOD.md §2)."""
 
     epochs: int = 25  # number of epochs E
+    steps: int | None = None  # size the run by optimizer updates: epochs = ceil(steps / batches per
+    # epoch), set when the training split is listed (recipes.resolve_epochs); None = use epochs
     lr: float = 0.05  # SGD learning rate (no momentum, no schedule)
     delta: float = 1.0  # δ, weight of the classification loss
     batch_size: int = 2  # per-sample losses are summed over the batch
@@ -122,6 +124,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, f"epochs={self.epochs}; expected >= 1")
+        _check(self.steps is None or self.steps >= 1, f"steps={self.steps}; expected >= 1 or None (--steps)")
         _check_finite("lr", self.lr, "> 0")
         _check(self.lr > 0, f"lr={self.lr}; expected > 0")
         _check_finite("delta", self.delta, ">= 0")
