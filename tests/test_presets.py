@@ -29,3 +29,27 @@ def test_severstal_dagm_and_mixed_supervision_settings():
 def test_unknown_protocol_for_dataset():
     with pytest.raises(ValueError, match=r"protocol='icpr2020' has no published settings for dataset='ksdd2"):
         preset("ksdd2", root="r", protocol="icpr2020")
+
+
+# Every published preset, pinned (METHOD.md §7): (protocol, dataset, extra) ->
+# (epochs, lr, delta, batch, p, w_pos, dilate). No recipe may change these.
+PUBLISHED = [
+    ("icpr2020", "dagm", {"category": 1}, (60, 0.01, 1.0, 5, 1.0, 20.0, 1)),
+    ("icpr2020", "ksdd", {}, (35, 0.5, 0.01, 1, 2.0, 1.0, 1)),
+    ("icpr2020", "severstal", {}, (40, 0.1, 0.1, 10, 2.0, 1.0, 1)),
+    ("cis2021", "ksdd2", {}, (50, 0.01, 1.0, 1, 2.0, 3.0, 15)),
+    ("cis2021", "dagm", {"category": 1}, (70, 0.05, 1.0, 1, 1.0, 10.0, 7)),
+    ("cis2021", "ksdd", {}, (50, 1.0, 0.01, 1, 2.0, 1.0, 7)),
+]
+
+
+@pytest.mark.parametrize("protocol, dataset, extra, expected", PUBLISHED)
+def test_published_presets_are_pinned_and_unaugmented(protocol, dataset, extra, expected):
+    from kerasdec.recipes import apply_recipe
+
+    cfg = preset(dataset, protocol=protocol, root="r", **extra)
+    t, d = cfg.train, cfg.data
+    assert (t.epochs, t.lr, t.delta, t.batch_size, d.p, d.w_pos, d.dilate) == expected
+    assert (t.steps, d.augment_geometry, d.augment_jitter) == (None, "none", 0.0)
+    assert (t.dynamic_balance, t.gradient_adjustment, d.weighted_seg, d.frequency_sampling) == (True,) * 4
+    assert apply_recipe(cfg, "published") == cfg
