@@ -2,7 +2,9 @@
 
 Run r writes family seed r (one surface, experiments/hard_family.py, DAGM layout) and trains each
 variant on it with training seed r, in a fresh process, at 128 px; every run's test AP and wall time
-go to OUT/<variant>-s<r>.json, and OUT/table.md summarises mean, min and max per variant.
+go to OUT/<variant>-s<r>.json (never overwritten: a second call with the same OUT runs only what is
+missing), and OUT/table.md summarises mean, min and max per variant (regenerated from those files
+after every run).
 
     python experiments/small_data.py --out /work/sd-results/m1 --seeds 0 1 2 --positives 10
 
@@ -53,7 +55,7 @@ def run(out: Path, variant: str, seed: int, positives: int, timeout: int) -> dic
     done = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
     seconds = time.monotonic() - start
     (out / "logs").mkdir(parents=True, exist_ok=True)
-    write_text(out / "logs" / f"{variant}-s{seed}.log", done.stdout + done.stderr)
+    write_text(out / "logs" / f"{variant}-s{seed}.log", done.stdout + done.stderr, overwrite=False)
     result = {"variant": variant, "seed": seed, "positives": positives, "seconds": round(seconds, 1),
               "returncode": done.returncode, "ap": None, "auc": None, "epochs": None, "batch_size": None}
     if done.returncode == 0:
@@ -61,7 +63,7 @@ def run(out: Path, variant: str, seed: int, positives: int, timeout: int) -> dic
         config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
         result.update(ap=metrics["ap"], auc=metrics["auc"], epochs=config["train"]["epochs"],
                       batch_size=config["train"]["batch_size"])
-    write_json(out / f"{variant}-s{seed}.json", result)
+    write_json(out / f"{variant}-s{seed}.json", result, overwrite=False)
     return result
 
 
