@@ -28,6 +28,7 @@ HERE = Path(__file__).resolve().parent
 VARIANTS: dict[str, list[str]] = {
     "published": ["--recipe", "published"],
     "small": ["--recipe", "small"],
+    "published-augment": ["--recipe", "published", "--augment-geometry", "flips", "--augment-jitter", "0.1"],
     "small-no-augment": ["--recipe", "small", "--augment-geometry", "none", "--augment-jitter", "0"],
     "small-no-geometry": ["--recipe", "small", "--augment-geometry", "none"],
     "small-no-jitter": ["--recipe", "small", "--augment-jitter", "0"],
