@@ -11,7 +11,9 @@ of experiments/hard_family.py, table in README "Small-data recipe"):
   "rot180" when a mirrored surface is not a valid defect-free surface, "d4" for square parts that
   look alike turned by 90°) and small brightness/contrast jitter (SMALL_JITTER).
 
-Pure config: no tensorflow import.
+Measured (README, 3 seeds, hard family, 10 defective training images, 128 px): published 0.51 mean
+test AP, small 0.73, small without augmentation 0.48 — the augmentation carries the gain; the extra
+updates are not shown to help at equal image passes. Pure config: no tensorflow import.
 """
 
 from __future__ import annotations
