@@ -80,8 +80,9 @@ def main(verbose: bool) -> None:
 
 # ---------------------------------------------------------------------------------------------- fit
 _DATA_FLAGS = ("root", "width", "height", "channels", "segmented", "fold", "category", "split_file",
-               "dilate", "w_pos", "p", "weighted_seg", "frequency_sampling", "exclude", "decision_target")
-_TRAIN_FLAGS = ("epochs", "lr", "delta", "batch_size", "dynamic_balance", "gradient_adjustment",
+               "dilate", "w_pos", "p", "weighted_seg", "frequency_sampling", "exclude", "decision_target",
+               "augment_geometry", "augment_jitter")
+_TRAIN_FLAGS = ("epochs", "steps", "lr", "delta", "batch_size", "dynamic_balance", "gradient_adjustment",
                 "precision", "jit", "validate_every", "distribute", "test_model", "drop_last")
 
 
@@ -93,16 +94,21 @@ def _exclude(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
 
 
 def build_fit_config(dataset: str, positives: int | None, protocol: str | None, seed: int | None,
-                     run_dir: str | None, **flags: object) -> "RunConfig":
-    """The published preset of ``dataset`` with every flag the user gave (not None) applied on top."""
+                     run_dir: str | None, recipe: str | None = None, **flags: object) -> "RunConfig":
+    """The preset of ``dataset``, its recipe (default: recipes.default_recipe) on top, then every flag
+    the user gave (not None); an explicit --epochs drops the recipe's step count."""
     from dataclasses import replace
 
     from kerasdec.presets import preset
+    from kerasdec.recipes import apply_recipe, default_recipe
 
     data = {k: flags[k] for k in _DATA_FLAGS if flags.get(k) is not None}
     train = {k: flags[k] for k in _TRAIN_FLAGS if flags.get(k) is not None}
+    if "epochs" in train and "steps" not in train:
+        train["steps"] = None  # the user sized the run by epochs
     cfg = preset(dataset, positives=positives, protocol=protocol, **data)
-    cfg = replace(cfg, train=replace(cfg.train, **train))
+    cfg = apply_recipe(cfg, recipe or default_recipe(dataset))
+    cfg = replace(cfg, data=replace(cfg.data, **data), train=replace(cfg.train, **train))  # flags win
     if seed is not None:
         cfg = replace(cfg, seed=seed)
     return replace(cfg, run_dir=run_dir)
@@ -133,7 +139,12 @@ def build_fit_config(dataset: str, positives: int | None, protocol: str | None, 
 @click.option("--height", type=click.IntRange(min=8), help="Input height (multiple of 8).")
 @click.option("--channels", type=click.Choice(["1", "3"]), callback=lambda c, p, v: v and int(v),
               help="1 = grayscale, 3 = colour.")
+@click.option("--recipe", type=click.Choice(["published", "small"]),
+              help="published = the paper's settings; small = more updates + augmentation for tens of "
+                   "defective images (default: small for folder, published otherwise).")
 @click.option("--epochs", type=click.IntRange(min=1))
+@click.option("--steps", type=click.IntRange(min=1),
+              help="Size the run by optimizer updates instead of epochs (the small recipe sets 1200).")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="SGD learning rate.")
 @click.option("--delta", type=click.FloatRange(min=0), help="δ, weight of the classification loss.")
 @click.option("--batch-size", type=click.IntRange(min=1))
@@ -148,6 +159,11 @@ def build_fit_config(dataset: str, positives: int | None, protocol: str | None, 
               help="Ablation: uniform sampling of defect-free images.")
 @click.option("--no-weighted-seg", "weighted_seg", flag_value=False, default=None,
               help="Ablation: no distance-transform weights inside defects.")
+@click.option("--augment-geometry", type=click.Choice(["none", "flips", "rot180", "d4"]),
+              help="Training-time flips/rotations of image and mask (d4 adds 90° turns: square inputs "
+                   "whose texture looks alike rotated).")
+@click.option("--augment-jitter", type=click.FloatRange(0, 0.5),
+              help="Training-time brightness/contrast jitter amplitude (0 = off).")
 @click.option("--precision", type=click.Choice(["auto", "float32", "mixed_float16", "mixed_bfloat16"]),
               help="Default auto: mixed_float16 on a GPU, float32 otherwise.")
 @click.option("--jit/--no-jit", default=None, help="XLA compilation (default: on when a GPU is visible).")
@@ -166,7 +182,7 @@ def build_fit_config(dataset: str, positives: int | None, protocol: str | None, 
               help="Continue an unfinished run directory from its last checkpoint (or complete its final "
                    "save and evaluation); only --data-root may be given with it.")
 def fit(dataset: str, positives: int | None, protocol: str | None, seed: int | None,
-        run_dir: str | None, resume: str | None, **flags: object) -> None:
+        run_dir: str | None, resume: str | None, recipe: str | None, **flags: object) -> None:
     """Train end to end, then evaluate on the test split; prints the run directory."""
     from kerasdec.config import RunConfig
 
@@ -175,7 +191,7 @@ def fit(dataset: str, positives: int | None, protocol: str | None, seed: int | N
         cfg = RunConfig()  # unused: the run's own config.json is
     else:
         try:
-            cfg = build_fit_config(dataset, positives, protocol, seed, run_dir, **flags)
+            cfg = build_fit_config(dataset, positives, protocol, seed, run_dir, recipe, **flags)
         except ValueError as err:
             raise click.UsageError(str(err)) from err
         if cfg.train.distribute == "multiworker":  # a bad TF_CONFIG fails before TensorFlow is imported

@@ -18,6 +18,10 @@ DECISION_TARGETS = ("image_label", "mask_max")  # METHOD.md §2: hard 0/1, or th
 TEST_MODELS = ("final", "best")  # which model fit's test evaluation uses (METHOD.md §5)
 # Samples the published code leaves out of every split, per dataset (DataConfig.exclude = None).
 DEFAULT_EXCLUDE: dict[str, tuple[str, ...]] = {"ksdd": ("kos21/Part7",)}
+# Geometry groups for augmentation: "flips" = identity, horizontal, vertical flip and 180° rotation;
+# "rot180" = identity and 180° rotation (keeps every texture orientation); "d4" adds the 90° rotations
+# (square inputs only; an oriented texture turns by 90°, so only for surfaces that look alike rotated).
+GEOMETRIES = ("none", "flips", "rot180", "d4")
 DOWNSCALE = 8  # the segmentation stage's output is at 1/8 of the input: H and W multiples of 8
 MIN_SIZE = 64  # the decision stage pools that 1/8 map three more times: below 64 nothing is left
 
@@ -67,6 +71,8 @@ class DataConfig:
     w_pos: float = 1.0  # weight scale inside defects
     p: float = 2.0  # exponent of the normalised distance
     frequency_sampling: bool = True  # frequency-of-use sampling of negatives; False = uniform
+    augment_geometry: str = "none"  # training-time geometry group (GEOMETRIES); "none" as published
+    augment_jitter: float = 0.0  # training-time brightness/contrast jitter amplitude; 0 = off (published)
 
     def __post_init__(self) -> None:
         _check(self.dataset in DATASETS, f"dataset={self.dataset!r}; expected one of {DATASETS}")
@@ -99,6 +105,14 @@ class DataConfig:
         _check(self.w_pos > 0, f"w_pos={self.w_pos}; expected > 0")
         _check_finite("p", self.p, ">= 0")
         _check(self.p >= 0, f"p={self.p}; expected >= 0")
+        _check(self.augment_geometry in GEOMETRIES,
+               f"augment_geometry={self.augment_geometry!r}; expected one of {GEOMETRIES}")
+        _check(self.augment_geometry != "d4" or self.width == self.height,
+               f"augment_geometry='d4' rotates by 90°, which needs a square input; width={self.width}, "
+               f"height={self.height}: use 'flips' or 'rot180' (--augment-geometry)")
+        _check_finite("augment_jitter", self.augment_jitter, "in [0, 0.5]")
+        _check(0 <= self.augment_jitter <= 0.5,
+               f"augment_jitter={self.augment_jitter}; expected a number in [0, 0.5]")
 
 
 @dataclass(frozen=True)
@@ -106,6 +120,8 @@ class TrainConfig:
     """Optimisation, loss balance and the execution options (METHOD.md §2)."""
 
     epochs: int = 25  # number of epochs E
+    steps: int | None = None  # size the run by optimizer updates: epochs = ceil(steps / batches per
+    # epoch), set when the training split is listed (recipes.resolve_epochs); None = use epochs
     lr: float = 0.05  # SGD learning rate (no momentum, no schedule)
     delta: float = 1.0  # δ, weight of the classification loss
     batch_size: int = 2  # per-sample losses are summed over the batch
@@ -120,6 +136,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, f"epochs={self.epochs}; expected >= 1")
+        _check(self.steps is None or self.steps >= 1, f"steps={self.steps}; expected >= 1 or None (--steps)")
         _check_finite("lr", self.lr, "> 0")
         _check(self.lr > 0, f"lr={self.lr}; expected > 0")
         _check_finite("delta", self.delta, ">= 0")

@@ -71,3 +71,27 @@ def test_no_pixel_labels_rules():
     d = preset("dagm", root="r", category=1, protocol="cis2021", segmented=0)
     assert (d.train.dynamic_balance, d.train.lr) == (False, 0.05)
     assert preset("ksdd2", root="r", segmented=16).train.dynamic_balance is True
+
+
+# Every published preset, pinned (METHOD.md §7): (protocol, dataset, extra) ->
+# (epochs, lr, delta, batch, p, w_pos, dilate). No recipe may change these.
+PUBLISHED = [
+    ("icpr2020", "dagm", {"category": 1}, (60, 0.01, 1.0, 5, 1.0, 20.0, 1)),
+    ("icpr2020", "ksdd", {}, (35, 0.5, 0.01, 1, 2.0, 1.0, 1)),
+    ("icpr2020", "severstal", {}, (40, 0.1, 0.1, 10, 2.0, 1.0, 1)),
+    ("cis2021", "ksdd2", {}, (50, 0.01, 1.0, 1, 2.0, 3.0, 15)),
+    ("cis2021", "dagm", {"category": 1}, (70, 0.05, 1.0, 1, 1.0, 10.0, 7)),
+    ("cis2021", "ksdd", {}, (50, 1.0, 0.01, 1, 2.0, 1.0, 7)),
+]
+
+
+@pytest.mark.parametrize("protocol, dataset, extra, expected", PUBLISHED)
+def test_published_presets_are_pinned_and_unaugmented(protocol, dataset, extra, expected):
+    from kerasdec.recipes import apply_recipe
+
+    cfg = preset(dataset, protocol=protocol, root="r", **extra)
+    t, d = cfg.train, cfg.data
+    assert (t.epochs, t.lr, t.delta, t.batch_size, d.p, d.w_pos, d.dilate) == expected
+    assert (t.steps, d.augment_geometry, d.augment_jitter) == (None, "none", 0.0)
+    assert (t.dynamic_balance, t.gradient_adjustment, d.weighted_seg, d.frequency_sampling) == (True,) * 4
+    assert apply_recipe(cfg, "published") == cfg

@@ -24,7 +24,7 @@ import numpy as np
 import tensorflow as tf
 
 from kerasdec.config import DataConfig
-from kerasdec.data import targets
+from kerasdec.data import augment, targets
 from kerasdec.data.decode import read_image, read_mask
 from kerasdec.data.samples import Sample
 
@@ -52,14 +52,16 @@ class ElementLoader:
         self.cfg = cfg
         self.cache_bytes = int(cache_bytes)
         self.cached_bytes = 0
-        self._cache: dict[int, tuple[np.ndarray, ...]] = {}
+        self._cache: dict[tuple[int, int], tuple[np.ndarray, ...]] = {}  # key: (index, transform id)
         self._lock = threading.Lock()  # tf.data calls us from several threads
 
-    def _compute(self, index: int) -> tuple[np.ndarray, ...]:
+    def _compute(self, index: int, t: int) -> tuple[np.ndarray, ...]:
         sample = self.samples[index]
         image = read_image(sample.image_path, self.cfg.channels)  # (h, w, C) uint8
         dataset = f"{self.cfg.dataset} {self.cfg.root}"  # irregular masks: one warning per dataset
         mask = read_mask(sample, image.shape[:2], dataset)  # (h, w) uint8 0/255
+        if t:  # geometry augmentation: transform the decoded pair, then build targets as usual
+            image, mask = augment.transform(image, t), augment.transform(mask, t)
         image8 = targets.input_image(image, self.cfg)  # (H, W, C) uint8
         element = targets.make_element(image8, mask, sample, self.cfg)
         return image8, element.seg, element.seg_weight, element.label, element.label_weight
@@ -69,20 +71,22 @@ class ElementLoader:
         image8, *rest = self.element(index)
         return (targets.to_float(image8), *rest)
 
-    def element(self, index: int | np.integer | np.ndarray) -> tuple[np.ndarray, ...]:
+    def element(self, index: int | np.integer | np.ndarray,
+                t: int | np.integer | np.ndarray = 0) -> tuple[np.ndarray, ...]:
         """Like ``__call__`` but the image stays uint8 (H, W, C): what crosses into tf.data (4× fewer
-        bytes through the GIL-holding ``numpy_function``; the float conversion runs as a TF op)."""
-        index = int(index)
-        if index < 0:  # sharding.PAD: fills a worker's slice of a short batch, contributes no loss
+        bytes through the GIL-holding ``numpy_function``; the float conversion runs as a TF op).
+        ``t`` = geometry transform id (augment.py; 0 = identity), applied before the targets."""
+        if int(index) < 0:  # sharding.PAD: fills a worker's slice of a short batch, contributes no loss
             image8, seg, seg_weight, label, label_weight = self.element(0)
             return image8, seg, np.zeros_like(seg_weight), label, np.zeros_like(label_weight)
-        entry = self._cache.get(index)
+        key = (int(index), int(t))
+        entry = self._cache.get(key)
         if entry is None:
-            entry = self._compute(index)
+            entry = self._compute(*key)
             size = sum(a.nbytes for a in entry)
             with self._lock:
-                if index not in self._cache and self.cached_bytes + size <= self.cache_bytes:
-                    self._cache[index] = entry
+                if key not in self._cache and self.cached_bytes + size <= self.cache_bytes:
+                    self._cache[key] = entry
                     self.cached_bytes += size
         return entry
 
@@ -119,17 +123,25 @@ def check_decodable(samples: Sequence[Sample], cfg: DataConfig) -> None:
 
 
 def _map_elements(ds: tf.data.Dataset, loader: ElementLoader, cfg: DataConfig,
-                  batch_size: int, drop_remainder: bool = False) -> tf.data.Dataset:
+                  batch_size: int, seed: int | None = None, drop_remainder: bool = False) -> tf.data.Dataset:
+    """(index, epoch) elements → batches; with a ``seed``, the augmentation of ``cfg`` keyed by
+    (seed, index, epoch); without one (evaluation) none."""
     h, w, c = cfg.height, cfg.width, cfg.channels
     shapes = [(h, w, c), (h // 8, w // 8, 1), (h // 8, w // 8, 1), (1,), (1,)]
+    augmenting = seed is not None
+    geometry = cfg.augment_geometry if augmenting else "none"
+    amplitude = cfg.augment_jitter if augmenting else 0.0
 
-    def load(index: tf.Tensor):
-        arrays = tf.numpy_function(loader.element, [index], [tf.uint8] + [tf.float32] * 4,
+    def load(index: tf.Tensor, epoch: tf.Tensor):
+        key = augment.draw_key(seed or 0, index, epoch)
+        t = augment.draw_transform(key, geometry) if geometry != "none" else tf.constant(0, tf.int64)
+        arrays = tf.numpy_function(loader.element, [index, t], [tf.uint8] + [tf.float32] * 4,
                                    name="load_element")
         for array, shape in zip(arrays, shapes):
             array.set_shape(shape)
         image8, seg, seg_weight, label, label_weight = arrays
         x = tf.cast(image8, tf.float32) / 255.0  # = targets.to_float, outside the GIL
+        x = augment.jitter(x, key, amplitude)  # image only; targets untouched
         return x, {"seg": seg, "decision": label}, {"seg": seg_weight, "decision": label_weight}
 
     ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
@@ -143,7 +155,7 @@ def _check_batch_size(batch_size: int) -> None:
 
 def make_train_dataset(samples: Sequence[Sample], cfg: DataConfig, batch_size: int, sampler,
                        cache_bytes: int = DEFAULT_CACHE_BYTES, preload: bool = True,
-                       drop_remainder: bool = False) -> tf.data.Dataset:
+                       seed: int | None = None, drop_remainder: bool = False) -> tf.data.Dataset:
     """One epoch of training batches per iteration, in the order ``sampler`` draws.
 
     Each new iteration (Keras creates one per epoch) reads ``sampler.current_epoch`` afresh and
@@ -156,6 +168,8 @@ def make_train_dataset(samples: Sequence[Sample], cfg: DataConfig, batch_size: i
         sampler: a :class:`kerasdec.data.sampling.FrequencySampler` over ``samples``.
         cache_bytes: memory budget for decoded images and targets (default 2 GiB).
         preload: decode every sample now (default), so bad files fail here, not epochs later.
+        seed: key of the augmentation draws (``cfg.augment_geometry``, ``cfg.augment_jitter``), with
+            the sample index and the epoch; None = ``sampler.seed``.
         drop_remainder: drop an incomplete last batch (the published loader does; TrainConfig.drop_last).
 
     Returns:
@@ -185,11 +199,12 @@ def make_train_dataset(samples: Sequence[Sample], cfg: DataConfig, batch_size: i
         epoch = sampler.current_epoch
         logger.debug("train dataset: iterating epoch %d", epoch)
         for index in sampler.indices(epoch):
-            yield int(index)
+            yield int(index), epoch
 
-    ds = tf.data.Dataset.from_generator(generate, output_signature=tf.TensorSpec((), tf.int64))
+    spec = (tf.TensorSpec((), tf.int64), tf.TensorSpec((), tf.int64))  # (sample index, epoch)
+    ds = tf.data.Dataset.from_generator(generate, output_signature=spec)
     ds = ds.apply(tf.data.experimental.assert_cardinality(sampler.epoch_size))
-    return _map_elements(ds, loader, cfg, batch_size, drop_remainder)
+    return _map_elements(ds, loader, cfg, batch_size, sampler.seed if seed is None else seed, drop_remainder)
 
 
 def make_eval_dataset(samples: Sequence[Sample], cfg: DataConfig, batch_size: int,
@@ -218,5 +233,6 @@ def make_eval_dataset(samples: Sequence[Sample], cfg: DataConfig, batch_size: in
     loader = ElementLoader(samples, cfg, cache_bytes)
     if preload:
         loader.preload()
-    ds = tf.data.Dataset.from_tensor_slices(np.arange(len(samples), dtype=np.int64))
+    indices = np.arange(len(samples), dtype=np.int64)
+    ds = tf.data.Dataset.from_tensor_slices((indices, np.zeros_like(indices)))  # (index, epoch 0)
     return _map_elements(ds, loader, cfg, batch_size)

@@ -64,6 +64,11 @@ class ShardView:
         return self.sampler.current_epoch
 
     @property
+    def seed(self) -> int:
+        """The sampler's seed, which also keys the augmentation draws (the same on every worker)."""
+        return self.sampler.seed
+
+    @property
     def n_samples(self) -> int:
         return self.sampler.n_samples
 

@@ -21,6 +21,7 @@ from kerasdec.data.sampling import FrequencySampler
 from kerasdec.data.sharding import ShardView
 from kerasdec.models.rowconv import released_custom_gradients
 from kerasdec.models.segdec import SegDecNet
+from kerasdec.recipes import resolve_epochs
 from kerasdec.rundir import (
     CHECKPOINT_DIR,
     CURVES_FILE,
@@ -94,6 +95,7 @@ def fit(cfg: RunConfig, *, resume: Path | str | None = None, data_root: Path | s
         keras.utils.set_random_seed(cfg.seed)
         data = prepare_data(cfg)  # every file decoded once: bad data fails before a run folder exists
         if resume is None:
+            cfg = resolve_epochs(cfg, data.sampler.epoch_size)  # --steps → epochs, stored in config.json
             run_dir, cfg = create_run(cfg, data.manifest)
         else:
             adopt_data(run_dir, cfg, data.manifest, moved=data_root is not None)

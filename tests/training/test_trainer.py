@@ -151,6 +151,7 @@ def test_resume_after_faults_equals_an_uninterrupted_run(folder_data, tmp_path, 
         result = runner.invoke(main, ["fit", "--dataset", "folder", "--data-root", "folder", "--width", "64",
                                       "--height", "64", "--epochs", "2", "--lr", "0.01", "--batch-size", "2",
                                       "--validate-every", "1", "--seed", "5", "--dilate", "1", "--w-pos", "1",
+                                      "--recipe", "published",  # = _config: no augmentation
                                       "--run-dir", "run"])  # = _config: the folder preset's dilate, w_pos
     assert result.exit_code == 1, result.output
     assert result.stderr.startswith(f"Error: Could not write {run / 'checkpoint' / 'epoch-0002'}: No space "

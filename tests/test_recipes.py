@@ -1,0 +1,41 @@
+"""Recipes: "published" leaves presets alone, "small" is the folder default; --steps sizes the run."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from kerasdec.cli import build_fit_config
+from kerasdec.config import RunConfig, TrainConfig
+from kerasdec.recipes import SMALL_STEPS, apply_recipe, default_recipe, resolve_epochs
+
+
+def test_small_is_the_default_of_folder_only():
+    assert default_recipe("folder") == "small"
+    assert {default_recipe(d) for d in ("ksdd", "ksdd2", "dagm", "severstal", "synthetic")} == {"published"}
+    folder = build_fit_config("folder", None, None, 0, None, root="/parts")
+    assert folder.train.steps == SMALL_STEPS and folder.train.batch_size == 1
+    assert (folder.data.augment_geometry, folder.data.augment_jitter) == ("flips", 0.1)
+    dagm = build_fit_config("dagm", None, None, 0, None, root="/d", category=2)
+    assert (dagm.train.steps, dagm.train.batch_size, dagm.data.augment_geometry) == (None, 5, "none")
+
+
+def test_recipe_flag_and_explicit_flags_win():
+    cfg = build_fit_config("dagm", 10, None, 0, None, "small", root="/d", category=2,
+                           augment_geometry="rot180")
+    assert cfg.data.augment_geometry == "rot180" and cfg.train.steps == SMALL_STEPS
+    cfg = build_fit_config("folder", None, None, 0, None, "published", root="/parts")
+    assert cfg.train.steps is None and cfg.data.augment_geometry == "none"
+    cfg = build_fit_config("folder", None, None, 0, None, root="/parts", epochs=7)
+    assert cfg.train.steps is None and cfg.train.epochs == 7  # sized by epochs as asked
+    with pytest.raises(ValueError, match="recipe='big'"):
+        apply_recipe(RunConfig(), "big")
+
+
+@pytest.mark.parametrize("steps, batch, epoch_size, epochs", [(1200, 1, 20, 60), (1200, 1, 40, 30),
+                                                               (100, 5, 23, 20), (1, 1, 40, 1)])
+def test_steps_become_epochs(steps, batch, epoch_size, epochs):
+    cfg = dataclasses.replace(RunConfig(), train=TrainConfig(steps=steps, batch_size=batch))
+    assert resolve_epochs(cfg, epoch_size).train.epochs == epochs
+    assert resolve_epochs(RunConfig(), epoch_size) == RunConfig()  # no steps: untouched
