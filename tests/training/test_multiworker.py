@@ -37,10 +37,12 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def reference(dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The same run on one machine, one process (= FLAGS)."""
+    """The same run on one machine, one process (= FLAGS, with the folder's default small recipe: its
+    augmentation draws depend on seed, sample and epoch only, so the workers must draw them alike)."""
     from kerasdec.training.trainer import fit
 
-    cfg = RunConfig(data=DataConfig(dataset="folder", root=str(dataset), width=64, height=64),
+    cfg = RunConfig(data=DataConfig(dataset="folder", root=str(dataset), width=64, height=64,
+                                    augment_geometry="flips", augment_jitter=0.1),
                     train=TrainConfig(epochs=2, lr=0.01, batch_size=3, validate_every=1), seed=5,
                     run_dir=str(tmp_path_factory.mktemp("mw") / "reference"))
     return fit(cfg)
