@@ -151,7 +151,8 @@ def _write_results(path: Path, samples: Sequence[Sample], scores: np.ndarray, de
 
 
 def evaluate_model(model: Any, samples: Sequence[Sample], data_cfg: DataConfig, out_dir: Path | str, *,
-                   batch_size: int = 8, n_figures: int = 20, seed: int = 0) -> dict[str, Any]:
+                   batch_size: int = 8, n_figures: int = 20, seed: int = 0,
+                   record: dict[str, Any] | None = None) -> dict[str, Any]:
     """Predict ``samples`` and write the evaluation files into ``out_dir``.
 
     Writes metrics.json (``image_metrics`` plus pixel_* keys when positives have masks, and
@@ -166,6 +167,7 @@ def evaluate_model(model: Any, samples: Sequence[Sample], data_cfg: DataConfig, 
         batch_size: prediction batch size (results depend on it only through float rounding).
         n_figures: how many correctly classified images get a figure besides the mistakes (default 20).
         seed: seeds the choice of those images (default 0).
+        record: extra keys stored in metrics.json, e.g. which model of a run was tested.
 
     Returns:
         The metrics dict written to metrics.json.
@@ -193,14 +195,15 @@ def evaluate_model(model: Any, samples: Sequence[Sample], data_cfg: DataConfig, 
 
     plot_curves(labels, scores, metrics, out)
     _write_results(out / RESULTS_FILE, samples, scores, decisions)
-    write_json(out / METRICS_FILE, metrics)
+    written = {**metrics, **(record or {})}
+    write_json(out / METRICS_FILE, written)
     rows = [ImageRow(s.name, float(sc), int(y), int(d), t, figures.get(i))
             for i, (s, sc, y, d, t) in enumerate(zip(samples, scores, labels, decisions, tags))]
     write_index(out, rows, metrics, title=f"kerasdec evaluation: {out.name}")
     logger.info("AP %.4f AUC %.4f FP %d FN %d at threshold %.4g on %d images; written to %s",
                 metrics["ap"], metrics["auc"], metrics["fp"], metrics["fn"], metrics["threshold"],
                 len(samples), out)
-    return metrics
+    return written
 
 
 def evaluate_run(run_dir: Path | str, *, data_root: Path | str | None = None, split: str = "test",

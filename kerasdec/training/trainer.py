@@ -27,7 +27,6 @@ from kerasdec.rundir import (
     CURVES_FILE,
     FINISHED_FILE,
     HISTORY_FILE,
-    METRICS_FILE,
     MODEL_BEST,
     MODEL_FILES,
     MODEL_FINAL,
@@ -182,10 +181,9 @@ def finish_run(model: keras.Model, run_dir: Path, cfg: RunConfig, test: list[Sam
     from kerasdec.evaluation.evaluate import evaluate_model
 
     remove_evaluation(run_dir)  # what an interrupted final evaluation left
-    which, tested = tested_model(model, run_dir, cfg.train.test_model)
-    metrics = evaluate_model(tested, test, cfg.data, run_dir, batch_size=cfg.train.batch_size)
-    metrics["test_model"] = which
-    write_json(run_dir / METRICS_FILE, metrics)  # evaluate_model wrote it a moment ago; add the choice
+    which, tested = select_test_model(model, run_dir, cfg.train.test_model)
+    metrics = evaluate_model(tested, test, cfg.data, run_dir, batch_size=cfg.train.batch_size,
+                             record={"test_model": which})
     tested.set_threshold(metrics["threshold"])  # the tested model's file carries its decision threshold
     for name, saved in {MODEL_FINAL: model, MODEL_FILES[which]: tested}.items():
         with atomic_path(run_dir / name, size_hint=model_bytes(saved)) as tmp:
@@ -200,7 +198,7 @@ def finish_run(model: keras.Model, run_dir: Path, cfg: RunConfig, test: list[Sam
     return run_dir
 
 
-def tested_model(model: keras.Model, run_dir: Path, which: str) -> tuple[str, keras.Model]:
+def select_test_model(model: keras.Model, run_dir: Path, which: str) -> tuple[str, keras.Model]:
     """("final", model), or ("best", the best-validation model loaded from the run) for which="best"."""
     if which == "best" and (run_dir / MODEL_BEST).is_file():
         from kerasdec.deploy.modelfile import load_model
