@@ -62,7 +62,9 @@ def resolve_epochs(cfg: RunConfig, epoch_size: int) -> RunConfig:
         epoch_size: training samples per epoch (every positive + as many negatives).
 
     Returns:
-        ``cfg`` with epochs = ceil(steps / ceil(epoch_size / batch_size)), at least 1.
+        ``cfg`` with epochs = ceil(steps / batches per epoch), at least 1; batches per epoch =
+        floor(epoch_size / batch_size) with ``train.drop_last`` (an incomplete batch is no update), else
+        ceil.
 
     Example:
         >>> resolve_epochs(cfg_with_steps_2000_batch_1, epoch_size=40).train.epochs
@@ -70,6 +72,7 @@ def resolve_epochs(cfg: RunConfig, epoch_size: int) -> RunConfig:
     """
     if cfg.train.steps is None:
         return cfg
-    batches = max(1, math.ceil(epoch_size / cfg.train.batch_size))
+    per_epoch = epoch_size / cfg.train.batch_size
+    batches = max(1, math.floor(per_epoch) if cfg.train.drop_last else math.ceil(per_epoch))
     epochs = max(1, math.ceil(cfg.train.steps / batches))
     return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=epochs))

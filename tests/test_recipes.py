@@ -36,9 +36,11 @@ def test_recipe_flag_and_explicit_flags_win():
         apply_recipe(RunConfig(), "big")
 
 
-@pytest.mark.parametrize("steps, batch, epoch_size, epochs", [(1200, 1, 20, 60), (1200, 1, 40, 30),
-                                                               (100, 5, 23, 20), (1, 1, 40, 1)])
-def test_steps_become_epochs(steps, batch, epoch_size, epochs):
-    cfg = dataclasses.replace(RunConfig(), train=TrainConfig(steps=steps, batch_size=batch))
+@pytest.mark.parametrize("steps, batch, epoch_size, drop_last, epochs",
+                         [(1200, 1, 20, True, 60), (1200, 1, 40, True, 30), (100, 5, 23, False, 20),
+                          (100, 5, 23, True, 25), (1, 1, 40, True, 1)])
+def test_steps_become_epochs(steps, batch, epoch_size, drop_last, epochs):
+    train = TrainConfig(steps=steps, batch_size=batch, drop_last=drop_last)
+    cfg = dataclasses.replace(RunConfig(), train=train)
     assert resolve_epochs(cfg, epoch_size).train.epochs == epochs
     assert resolve_epochs(RunConfig(), epoch_size) == RunConfig()  # no steps: untouched

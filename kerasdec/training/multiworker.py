@@ -32,6 +32,7 @@ import tensorflow as tf
 
 from kerasdec.config import RunConfig
 from kerasdec.models.rowconv import released_custom_gradients
+from kerasdec.recipes import resolve_epochs
 from kerasdec.rundir import check_writable, read_run_config, resolve_paths
 from kerasdec.training import trainer
 from kerasdec.training.cluster import TIMEOUT_ENV, Cluster, check_new_run, read_cluster
@@ -88,6 +89,8 @@ def _run(cluster: Cluster, timeout: float, cfg: RunConfig, run_dir: Path, resume
     with trainer.precision_policy(cfg.train.precision), released_custom_gradients():
         keras.utils.set_random_seed(cfg.seed)
         data = trainer.prepare_data(cfg, shard=(cluster.rank, len(cluster.workers)))
+        if resume is None:  # on every worker alike: they must agree on the number of epochs
+            cfg = resolve_epochs(cfg, data.sampler.epoch_size)  # --steps → epochs, as trainer.fit does
         if resume is None and cluster.is_chief:
             run_dir, cfg = trainer.create_run(cfg, data.manifest)
         elif resume is not None:
