@@ -33,6 +33,9 @@ VARIANTS: dict[str, list[str]] = {
     "small-no-jitter": ["--recipe", "small", "--augment-jitter", "0"],
     "small-updates": ["--recipe", "small", "--batch-size", "1", "--steps", "1200"],
     "updates-only": ["--recipe", "published", "--batch-size", "1", "--steps", "1200"],
+    "small-long": ["--recipe", "small", "--epochs", "180"],
+    "small-adam": ["--recipe", "small", "--optimizer", "adam", "--lr", "0.001"],
+    "small-adam-long": ["--recipe", "small", "--optimizer", "adam", "--lr", "0.001", "--epochs", "180"],
 }
 CLI = "from kerasdec.cli import main; main()"
 

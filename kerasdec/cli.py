@@ -82,7 +82,7 @@ def main(verbose: bool) -> None:
 _DATA_FLAGS = ("root", "width", "height", "channels", "segmented", "fold", "category", "split_file",
                "dilate", "w_pos", "p", "weighted_seg", "frequency_sampling", "exclude", "decision_target",
                "augment_geometry", "augment_jitter")
-_TRAIN_FLAGS = ("epochs", "steps", "lr", "delta", "batch_size", "dynamic_balance", "gradient_adjustment",
+_TRAIN_FLAGS = ("epochs", "steps", "lr", "optimizer", "delta", "batch_size", "dynamic_balance", "gradient_adjustment",
                 "precision", "jit", "validate_every", "distribute", "test_model", "drop_last")
 
 
@@ -140,12 +140,14 @@ def build_fit_config(dataset: str, positives: int | None, protocol: str | None, 
 @click.option("--channels", type=click.Choice(["1", "3"]), callback=lambda c, p, v: v and int(v),
               help="1 = grayscale, 3 = colour.")
 @click.option("--recipe", type=click.Choice(["published", "small"]),
-              help="published = the paper's settings; small = more updates + augmentation for tens of "
-                   "defective images (default: small for folder, published otherwise).")
+              help="published = the paper's settings; small = the recipe for tens of defective images "
+                   "(README; default: small for folder, published otherwise).")
 @click.option("--epochs", type=click.IntRange(min=1))
 @click.option("--steps", type=click.IntRange(min=1),
-              help="Size the run by optimizer updates instead of epochs (the small recipe sets 1200).")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="SGD learning rate.")
+              help="Size the run by optimizer updates instead of epochs.")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Learning rate (constant).")
+@click.option("--optimizer", type=click.Choice(["sgd", "adam"]),
+              help="sgd = plain SGD as published; adam = Adam (Keras defaults but the learning rate).")
 @click.option("--delta", type=click.FloatRange(min=0), help="δ, weight of the classification loss.")
 @click.option("--batch-size", type=click.IntRange(min=1))
 @click.option("--dilate", type=click.IntRange(min=1), help="Mask dilation kernel size (1 = none).")

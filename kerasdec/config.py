@@ -15,6 +15,7 @@ DATASETS = ("synthetic", "ksdd", "ksdd2", "dagm", "severstal", "folder")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 DISTRIBUTES = ("none", "mirrored", "multiworker")
 DECISION_TARGETS = ("image_label", "mask_max")  # METHOD.md §2: hard 0/1, or the max of the 1/8 mask
+OPTIMIZERS = ("sgd", "adam")  # sgd = published (no momentum); adam = Keras Adam, defaults but lr
 TEST_MODELS = ("final", "best")  # which model fit's test evaluation uses (METHOD.md §5)
 # Samples the published code leaves out of every split, per dataset (DataConfig.exclude = None).
 DEFAULT_EXCLUDE: dict[str, tuple[str, ...]] = {"ksdd": ("kos21/Part7",)}
@@ -122,7 +123,8 @@ class TrainConfig:
     epochs: int = 25  # number of epochs E
     steps: int | None = None  # size the run by optimizer updates: epochs = ceil(steps / batches per
     # epoch), set when the training split is listed (recipes.resolve_epochs); None = use epochs
-    lr: float = 0.05  # SGD learning rate (no momentum, no schedule)
+    lr: float = 0.05  # learning rate (constant: no schedule)
+    optimizer: str = "sgd"  # "sgd" (published: plain SGD, no momentum) or "adam"
     delta: float = 1.0  # δ, weight of the classification loss
     batch_size: int = 2  # per-sample losses are summed over the batch
     dynamic_balance: bool = True  # λ = 1 − e/E; False: λ_seg = 1, λ_cls = δ
@@ -145,6 +147,7 @@ class TrainConfig:
         _check(self.precision in PRECISIONS,
                f"precision={self.precision!r}; expected one of {PRECISIONS}")
         _check(self.validate_every >= 1, f"validate_every={self.validate_every}; expected >= 1")
+        _check(self.optimizer in OPTIMIZERS, f"optimizer={self.optimizer!r}; expected one of {OPTIMIZERS}")
         _check(self.test_model in TEST_MODELS,
                f"test_model={self.test_model!r}; expected one of {TEST_MODELS}")
         _check(self.distribute in DISTRIBUTES,

@@ -219,10 +219,12 @@ def remove_evaluation(run_dir: Path) -> None:
 
 
 def build_model(cfg: RunConfig) -> SegDecNet:
-    """SegDecNet compiled with plain SGD and built (model and optimizer) so that fit traces once."""
+    """SegDecNet compiled with its optimizer (plain SGD as published, or Adam) and built (model and
+    optimizer) so that fit traces once."""
     model = SegDecNet(input_channels=cfg.data.channels, gradient_adjustment=cfg.train.gradient_adjustment)
     jit = "auto" if cfg.train.jit is None else cfg.train.jit
-    model.compile(optimizer=keras.optimizers.SGD(learning_rate=cfg.train.lr), jit_compile=jit)
+    optimizers = {"sgd": keras.optimizers.SGD, "adam": keras.optimizers.Adam}
+    model.compile(optimizer=optimizers[cfg.train.optimizer](learning_rate=cfg.train.lr), jit_compile=jit)
     model.build_for_training((cfg.data.height, cfg.data.width, cfg.data.channels))
     return model
 
