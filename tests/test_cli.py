@@ -136,3 +136,19 @@ def test_bench_refuses_an_unwritable_json_folder_before_benchmarking(tmp_path, m
     assert result.exit_code == 1 and result.stderr == (
         f"Error: Cannot write into {locked}: Operation not permitted; expected a writable folder (choose "
         "another with --json)\n")
+
+
+def test_optimizer_flag_reaches_the_compiled_model():
+    import keras
+
+    from kerasdec.training.trainer import build_model
+
+    cfg = build_fit_config("synthetic", None, None, None, None, optimizer="adam", lr=0.002, width=64, height=64)
+    assert (cfg.train.optimizer, cfg.train.lr) == ("adam", 0.002)
+    model = build_model(cfg)
+    assert isinstance(model.optimizer, keras.optimizers.Adam)
+    assert abs(float(model.optimizer.learning_rate) - 0.002) < 1e-9
+    assert isinstance(build_model(build_fit_config("synthetic", None, None, None, None, width=64,
+                                                   height=64)).optimizer, keras.optimizers.SGD)
+    result = CliRunner().invoke(main, ["fit", "--optimizer", "lbfgs"])
+    assert result.exit_code == 2 and "--optimizer" in result.output

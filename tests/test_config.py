@@ -39,6 +39,7 @@ def test_bad_data_settings_name_the_field(kwargs, message):
     ({"epochs": 0}, r"epochs=0; expected >= 1"),
     ({"precision": "half"}, r"precision='half'; expected one of"),
     ({"distribute": "tpu"}, r"distribute='tpu'; expected one of"),
+    ({"optimizer": "rmsprop"}, r"optimizer='rmsprop'; expected one of \('sgd', 'adam'\)"),
 ])
 def test_bad_train_settings_name_the_field(kwargs, message):
     with pytest.raises(ValueError, match=message):

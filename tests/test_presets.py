@@ -37,6 +37,7 @@ def test_published_presets_use_mask_max_and_test_the_published_model():
         assert cfg.data.decision_target == "mask_max", dataset
         assert cfg.train.test_model == ("best" if dataset == "severstal" else "final"), dataset
         assert cfg.train.drop_last is True
+        assert cfg.train.optimizer == "sgd", dataset  # plain SGD, as published
     for dataset in ("synthetic", "folder"):
         cfg = preset(dataset, root="r")
         assert (cfg.data.decision_target, cfg.train.test_model) == ("image_label", "final")
