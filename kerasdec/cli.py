@@ -82,8 +82,9 @@ def main(verbose: bool) -> None:
 _DATA_FLAGS = ("root", "width", "height", "channels", "segmented", "fold", "category", "split_file",
                "dilate", "w_pos", "p", "weighted_seg", "frequency_sampling", "exclude", "decision_target",
                "augment_geometry", "augment_jitter")
-_TRAIN_FLAGS = ("epochs", "steps", "lr", "optimizer", "delta", "batch_size", "dynamic_balance", "gradient_adjustment",
-                "precision", "jit", "validate_every", "distribute", "test_model", "drop_last")
+_TRAIN_FLAGS = ("epochs", "steps", "lr", "optimizer", "delta", "batch_size", "dynamic_balance",
+                "gradient_adjustment", "precision", "jit", "validate_every", "distribute", "test_model",
+                "drop_last")
 
 
 def _exclude(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple[str, ...] | None:

@@ -143,7 +143,8 @@ def test_optimizer_flag_reaches_the_compiled_model():
 
     from kerasdec.training.trainer import build_model
 
-    cfg = build_fit_config("synthetic", None, None, None, None, optimizer="adam", lr=0.002, width=64, height=64)
+    cfg = build_fit_config("synthetic", None, None, None, None, optimizer="adam", lr=0.002, width=64,
+                           height=64)
     assert (cfg.train.optimizer, cfg.train.lr) == ("adam", 0.002)
     model = build_model(cfg)
     assert isinstance(model.optimizer, keras.optimizers.Adam)
