@@ -1,16 +1,16 @@
 """Published recipe vs small-data recipe on the hard synthetic family (issue 13): AP over seeds.
 
-Run r writes family seed r (one surface, experiments/hard_family.py, DAGM layout) and trains each
-variant on it with training seed r, in a fresh process, at 128 px; every run's test AP and wall time
-go to OUT/<variant>-s<r>.json (never overwritten: a second call with the same OUT runs only what is
+Run r writes family seed r (one surface, experiments/hard_family.py; DAGM layout, or --layout) and
+trains each variant on it with training seed r, in a fresh process, at 128 px; every run's test AP and
+wall time go to OUT/<variant>-s<r>.json (never overwritten: a second call with the same OUT runs only what is
 missing), and OUT/table.md summarises mean, min and max per variant (regenerated from those files
 after every run).
 
     python experiments/small_data.py --out /work/sd-results/m1 --seeds 0 1 2 --positives 10
 
-Variants: "published" (the DAGM ICPR 2020 preset), "small" (--recipe small: the preset plus flips and
-jitter), and ablations: each augmentation ingredient alone, and the first small recipe's extra
-ingredient (one image per update, 1,200 updates) with and without the augmentation.
+Variants: "published" (the layout's preset: DAGM ICPR 2020, KSDD2 CIS 2021, or kerasdec's folder
+preset), "small" (--recipe small), and ablations and candidates: each augmentation ingredient alone,
+one image per update for 1,200 updates, longer training, Adam.
 """
 
 from __future__ import annotations
@@ -40,20 +40,28 @@ VARIANTS: dict[str, list[str]] = {
 CLI = "from kerasdec.cli import main; main()"
 
 
-def family(out: Path, seed: int) -> Path:
-    """Write (once) family ``seed`` with one surface; return its DAGM root."""
+# layout -> (fit flags of the dataset; its folder in a family, hard_family.py's names)
+LAYOUTS: dict[str, tuple[list[str], str]] = {
+    "dagm": (["--dataset", "dagm", "--category", "1"], "dagm"),  # ICPR 2020 DAGM preset
+    "ksdd2": (["--dataset", "ksdd2", "--channels", "1"], "ksdd2-0"),  # CIS 2021 KSDD2 preset, grey images
+    "folder": (["--dataset", "folder"], "folder-0"),  # the user's own folder: kerasdec's folder preset
+}
+
+
+def family(out: Path, seed: int, layout: str) -> Path:
+    """Write (once) family ``seed`` with one surface; return the root of its ``layout``."""
     root = out / "data" / f"family-s{seed}"
     if not root.exists():
         subprocess.run([sys.executable, str(HERE / "hard_family.py"), "--out", str(root), "--seed", str(seed),
                         "--datasets", "1"], check=True)
-    return root / "dagm"
+    return root / LAYOUTS[layout][1]
 
 
-def run(out: Path, variant: str, seed: int, positives: int, timeout: int) -> dict:
+def run(out: Path, variant: str, seed: int, positives: int, timeout: int, layout: str = "dagm") -> dict:
     """Train and evaluate one variant on one family seed; return (and store) its result."""
     run_dir = out / "runs" / f"{variant}-s{seed}"
-    args = [sys.executable, "-c", CLI, "fit", "--dataset", "dagm", "--category", "1",
-            "--data-root", str(family(out, seed)), "--width", "128", "--height", "128",
+    args = [sys.executable, "-c", CLI, "fit", *LAYOUTS[layout][0],
+            "--data-root", str(family(out, seed, layout)), "--width", "128", "--height", "128",
             "--positives", str(positives), "--validate-every", "1000", "--seed", str(seed),
             "--run-dir", str(run_dir), *VARIANTS[variant]]
     start = time.monotonic()
@@ -61,8 +69,9 @@ def run(out: Path, variant: str, seed: int, positives: int, timeout: int) -> dic
     seconds = time.monotonic() - start
     (out / "logs").mkdir(parents=True, exist_ok=True)
     write_text(out / "logs" / f"{variant}-s{seed}.log", done.stdout + done.stderr, overwrite=False)
-    result = {"variant": variant, "seed": seed, "positives": positives, "seconds": round(seconds, 1),
-              "returncode": done.returncode, "ap": None, "auc": None, "epochs": None, "batch_size": None}
+    result = {"variant": variant, "seed": seed, "layout": layout, "positives": positives,
+              "seconds": round(seconds, 1), "returncode": done.returncode, "ap": None, "auc": None,
+              "epochs": None, "batch_size": None}
     if done.returncode == 0:
         metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
         config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
@@ -101,13 +110,16 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=["published", "small"], choices=list(VARIANTS))
     parser.add_argument("--positives", type=int, default=10, help="Defective training images (of 20).")
     parser.add_argument("--timeout", type=int, default=900, help="Seconds per run.")
+    parser.add_argument("--layout", choices=list(LAYOUTS), default="dagm",
+                        help="Which of the family's layouts (and so which preset) to train on; use one "
+                             "OUT per layout.")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     for seed in args.seeds:  # variants interleaved: a partial sweep still has paired seeds
         for variant in args.variants:
             if (args.out / f"{variant}-s{seed}.json").exists():
                 continue
-            result = run(args.out, variant, seed, args.positives, args.timeout)
+            result = run(args.out, variant, seed, args.positives, args.timeout, args.layout)
             print(json.dumps(result), flush=True)
             write_text(args.out / "table.md", table(args.out))
 
