@@ -9,8 +9,9 @@ after every run).
     python experiments/small_data.py --out /work/sd-results/m1 --seeds 0 1 2 --positives 10
 
 Variants: "published" (the layout's preset: DAGM ICPR 2020, KSDD2 CIS 2021, or kerasdec's folder
-preset), "small" (--recipe small), and ablations and candidates: each augmentation ingredient alone,
-one image per update for 1,200 updates, longer training, Adam.
+preset), "small" (--recipe small: augmentation + 3x the preset's epochs), and ablations and
+candidates: the augmentation at the preset's epochs (with SGD or Adam), the recipe without each
+augmentation ingredient, one image per update for 1,200 updates.
 """
 
 from __future__ import annotations
@@ -26,16 +27,16 @@ from pathlib import Path
 from kerasdec.rundir import write_json, write_text
 
 HERE = Path(__file__).resolve().parent
+AUGMENT = ["--augment-geometry", "flips", "--augment-jitter", "0.1"]  # the small recipe's augmentation
 VARIANTS: dict[str, list[str]] = {
     "published": ["--recipe", "published"],
-    "small": ["--recipe", "small"],
+    "small": ["--recipe", "small"],  # today's recipe: augmentation + 3x the preset's epochs
+    "augment-only": ["--recipe", "published", *AUGMENT],  # the preset's epochs (the previous small)
+    "augment-adam": ["--recipe", "published", *AUGMENT, "--optimizer", "adam", "--lr", "0.001"],
     "small-no-geometry": ["--recipe", "small", "--augment-geometry", "none"],
     "small-no-jitter": ["--recipe", "small", "--augment-jitter", "0"],
     "small-updates": ["--recipe", "small", "--batch-size", "1", "--steps", "1200"],
     "updates-only": ["--recipe", "published", "--batch-size", "1", "--steps", "1200"],
-    "small-long": ["--recipe", "small", "--epochs", "180"],
-    "small-adam": ["--recipe", "small", "--optimizer", "adam", "--lr", "0.001"],
-    "small-adam-long": ["--recipe", "small", "--optimizer", "adam", "--lr", "0.001", "--epochs", "180"],
 }
 CLI = "from kerasdec.cli import main; main()"
 
