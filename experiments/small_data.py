@@ -37,6 +37,8 @@ VARIANTS: dict[str, list[str]] = {
     "small-no-jitter": ["--recipe", "small", "--augment-jitter", "0"],
     "small-updates": ["--recipe", "small", "--batch-size", "1", "--steps", "1200"],
     "updates-only": ["--recipe", "published", "--batch-size", "1", "--steps", "1200"],
+    "small-lr3": ["--recipe", "small", "--lr", "0.03"],  # 3x the DAGM preset's learning rate
+    "small-lr5": ["--recipe", "small", "--lr", "0.05"],  # the CIS 2021 DAGM preset's learning rate
 }
 CLI = "from kerasdec.cli import main; main()"
 
