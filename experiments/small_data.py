@@ -9,9 +9,10 @@ after every run).
     python experiments/small_data.py --out /work/sd-results/m1 --seeds 0 1 2 --positives 10
 
 Variants: "published" (the layout's preset: DAGM ICPR 2020, KSDD2 CIS 2021, or kerasdec's folder
-preset), "small" (--recipe small: augmentation + 3x the preset's epochs), and ablations and
-candidates: the augmentation at the preset's epochs (with SGD or Adam), the recipe without each
-augmentation ingredient, one image per update for 1,200 updates.
+preset), "small" (--recipe small: augmentation + 3x the preset's epochs and learning rate), and
+ablations and candidates: the augmentation at the preset's epochs and lr (with SGD or Adam), the
+recipe at the preset's lr or without each augmentation ingredient, one image per update for 1,200
+updates.
 """
 
 from __future__ import annotations
@@ -30,15 +31,18 @@ HERE = Path(__file__).resolve().parent
 AUGMENT = ["--augment-geometry", "flips", "--augment-jitter", "0.1"]  # the small recipe's augmentation
 VARIANTS: dict[str, list[str]] = {
     "published": ["--recipe", "published"],
-    "small": ["--recipe", "small"],  # today's recipe: augmentation + 3x the preset's epochs
-    "augment-only": ["--recipe", "published", *AUGMENT],  # the preset's epochs (the previous small)
+    "small": ["--recipe", "small"],  # today's recipe: augmentation + 3x the preset's epochs and lr
+    "augment-only": ["--recipe", "published", *AUGMENT],  # the preset's epochs and lr
     "augment-adam": ["--recipe", "published", *AUGMENT, "--optimizer", "adam", "--lr", "0.001"],
     "small-no-geometry": ["--recipe", "small", "--augment-geometry", "none"],
     "small-no-jitter": ["--recipe", "small", "--augment-jitter", "0"],
     "small-updates": ["--recipe", "small", "--batch-size", "1", "--steps", "1200"],
     "updates-only": ["--recipe", "published", "--batch-size", "1", "--steps", "1200"],
-    "small-lr3": ["--recipe", "small", "--lr", "0.03"],  # 3x the DAGM preset's learning rate
-    "small-lr5": ["--recipe", "small", "--lr", "0.05"],  # the CIS 2021 DAGM preset's learning rate
+    "small-preset-lr": ["--recipe", "small", "--lr", "0.01"],  # the previous small: the lr of the three
+    # layouts' presets (DAGM ICPR 2020, KSDD2 CIS 2021, folder)
+    "small-lr5": ["--recipe", "small", "--lr", "0.05"],  # 5x; the CIS 2021 DAGM preset's learning rate
+    "small-no-augment": ["--recipe", "small", "--augment-geometry", "none", "--augment-jitter", "0"],
+    "lr-only": ["--recipe", "published", "--lr", "0.03"],  # the preset with 3x its lr (0.01 -> 0.03)
 }
 CLI = "from kerasdec.cli import main; main()"
 
