@@ -9,7 +9,7 @@ after every run).
     python experiments/small_data.py --out /work/sd-results/m1 --seeds 0 1 2 --positives 10
 
 Variants: "published" (the layout's preset: DAGM ICPR 2020, KSDD2 CIS 2021, or kerasdec's folder
-preset), "small" (--recipe small: augmentation + 3x the preset's epochs and learning rate), and
+preset), "small" (--recipe small: augmentation, 3x the preset's epochs, a learning rate of at least 0.03), and
 ablations and candidates: the augmentation at the preset's epochs and lr (with SGD or Adam), the
 recipe at the preset's lr or without each augmentation ingredient, one image per update for 1,200
 updates.
@@ -31,7 +31,7 @@ HERE = Path(__file__).resolve().parent
 AUGMENT = ["--augment-geometry", "flips", "--augment-jitter", "0.1"]  # the small recipe's augmentation
 VARIANTS: dict[str, list[str]] = {
     "published": ["--recipe", "published"],
-    "small": ["--recipe", "small"],  # today's recipe: augmentation + 3x the preset's epochs and lr
+    "small": ["--recipe", "small"],  # today's recipe: augmentation, 3x the preset's epochs, lr >= 0.03
     "augment-only": ["--recipe", "published", *AUGMENT],  # the preset's epochs and lr
     "augment-adam": ["--recipe", "published", *AUGMENT, "--optimizer", "adam", "--lr", "0.001"],
     "small-no-geometry": ["--recipe", "small", "--augment-geometry", "none"],

@@ -17,10 +17,9 @@ def test_small_is_the_default_of_folder_only():
     assert {default_recipe(d) for d in ("ksdd", "ksdd2", "dagm", "severstal", "synthetic")} == {"published"}
     folder = build_fit_config("folder", None, None, 0, None, root="/parts")
     assert (folder.data.augment_geometry, folder.data.augment_jitter) == ("flips", 0.1)
-    plain = preset("folder", root="/parts")  # small = the preset + augmentation + 3× the epochs and lr
-    assert folder.train == dataclasses.replace(plain.train, epochs=3 * plain.train.epochs,
-                                               lr=3 * plain.train.lr)
-    assert (folder.train.epochs, folder.train.lr) == (150, pytest.approx(0.03))
+    plain = preset("folder", root="/parts")  # small = the preset + augmentation + 3× the epochs, lr 0.03
+    assert folder.train == dataclasses.replace(plain.train, epochs=3 * plain.train.epochs, lr=0.03)
+    assert (folder.train.epochs, plain.train.lr) == (150, 0.01)
     assert folder.train.steps is None
     assert dataclasses.replace(folder.data, augment_geometry="none", augment_jitter=0.0) == plain.data
     dagm = build_fit_config("dagm", None, None, 0, None, root="/d", category=2)
@@ -32,7 +31,11 @@ def test_recipe_flag_and_explicit_flags_win():
                            augment_geometry="rot180")
     assert cfg.data.augment_geometry == "rot180" and cfg.data.augment_jitter == 0.1
     assert cfg.train.epochs == 3 * preset("dagm", root="/d", category=2).train.epochs
-    assert cfg.train.lr == pytest.approx(0.03)  # 3 × the ICPR DAGM preset's 0.01
+    assert cfg.train.lr == 0.03  # raised from the ICPR DAGM preset's 0.01
+    kept_rates = (("ksdd", "icpr2020", 0.5, {}), ("dagm", "cis2021", 0.05, {"category": 2}))
+    for dataset, protocol, lr, more in kept_rates:
+        kept = build_fit_config(dataset, None, protocol, 0, None, "small", root="/d", **more)
+        assert kept.train.lr == lr == preset(dataset, protocol=protocol, root="/d", **more).train.lr  # kept
     cfg = build_fit_config("dagm", 10, None, 0, None, "small", root="/d", category=2, lr=0.02)
     assert cfg.train.lr == 0.02  # an explicit --lr wins
     cfg = build_fit_config("folder", None, None, 0, None, "published", root="/parts")
