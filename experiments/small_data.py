@@ -9,10 +9,10 @@ after every run).
     python experiments/small_data.py --out /work/sd-results/m1 --seeds 0 1 2 --positives 10
 
 Variants: "published" (the layout's preset: DAGM ICPR 2020, KSDD2 CIS 2021, or kerasdec's folder
-preset), "small" (--recipe small: augmentation, 3x the preset's epochs, a learning rate of at least 0.03), and
-ablations and candidates: the augmentation at the preset's epochs and lr (with SGD or Adam), the
-recipe at the preset's lr or without each augmentation ingredient, one image per update for 1,200
-updates.
+preset), "small" (--recipe small: augmentation, 3x the preset's epochs, a learning rate of at
+least 0.03), and ablations and candidates: the augmentation at the preset's epochs and lr (with SGD
+or Adam), the recipe at the preset's lr or without each augmentation ingredient, one image per
+update for 1,200 updates.
 """
 
 from __future__ import annotations
