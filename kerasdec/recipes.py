@@ -12,10 +12,10 @@ flattened before λ = 1 − e/E handed the loss to the decision stage); presets 
 theirs (3× their rate was never measured).
 
 Chosen by measurement (README "Small-data recipe": hard synthetic family of experiments/hard_family.py,
-10 defective training images, 128 px, DAGM layout and preset; numbers there). Tried and dropped: one
-image per update for 1,200 updates (``--steps``; below the augmentation alone on every seed), Adam
-(lr 1e-3; one seed far below SGD) and an exponential moving average of the weights (momentum 0.99;
-no gain at lr 0.03). Pure config: no tensorflow import.
+10 defective training images, 128 px, DAGM layout and preset over 5 seeds, folder and KSDD2 over 1-2;
+numbers there). Tried and dropped: one image per update for 1,200 updates (``--steps``; below the
+augmentation alone on every seed), Adam (lr 1e-3; one seed far below SGD) and an exponential moving
+average of the weights (momentum 0.99; no gain at lr 0.03). Pure config: no tensorflow import.
 """
 
 from __future__ import annotations
