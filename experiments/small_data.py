@@ -25,10 +25,11 @@ import sys
 import time
 from pathlib import Path
 
+from kerasdec.recipes import SMALL_GEOMETRY, SMALL_JITTER, SMALL_MIN_LR
 from kerasdec.rundir import write_json, write_text
 
 HERE = Path(__file__).resolve().parent
-AUGMENT = ["--augment-geometry", "flips", "--augment-jitter", "0.1"]  # the small recipe's augmentation
+AUGMENT = ["--augment-geometry", SMALL_GEOMETRY, "--augment-jitter", str(SMALL_JITTER)]  # as small
 VARIANTS: dict[str, list[str]] = {
     "published": ["--recipe", "published"],
     "small": ["--recipe", "small"],  # today's recipe: augmentation, 3x the preset's epochs, lr >= 0.03
@@ -42,7 +43,7 @@ VARIANTS: dict[str, list[str]] = {
     # layouts' presets (DAGM ICPR 2020, KSDD2 CIS 2021, folder)
     "small-lr5": ["--recipe", "small", "--lr", "0.05"],  # 5x; the CIS 2021 DAGM preset's learning rate
     "small-no-augment": ["--recipe", "small", "--augment-geometry", "none", "--augment-jitter", "0"],
-    "lr-only": ["--recipe", "published", "--lr", "0.03"],  # the preset with 3x its lr (0.01 -> 0.03)
+    "lr-only": ["--recipe", "published", "--lr", str(SMALL_MIN_LR)],  # the preset at small's lr
 }
 CLI = "from kerasdec.cli import main; main()"
 
