@@ -38,17 +38,9 @@ from pathlib import Path
 from typing import Any
 
 from kerasdec.config import RunConfig
+from kerasdec.files import new_folder, read_json, write_json, write_text
 from kerasdec.presets import preset
-from kerasdec.rundir import (
-    CHECKPOINT_DIR,
-    CONFIG_FILE,
-    FINISHED_FILE,
-    METRICS_FILE,
-    new_folder,
-    read_json,
-    write_json,
-    write_text,
-)
+from kerasdec.rundir import CHECKPOINT_DIR, CONFIG_FILE, FINISHED_FILE, METRICS_FILE
 
 log = logging.getLogger("experiments")
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from kerasdec.config import DataConfig, RunConfig, TrainConfig
+from kerasdec.version import __version__
 
-__version__ = "0.1.0"
 __all__ = ["DataConfig", "RunConfig", "TrainConfig", "__version__", "load_model"]
 
 

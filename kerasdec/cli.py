@@ -427,7 +427,7 @@ def bench(dataset: str, width: int | None, height: int | None, channels: int | N
             raise click.ClickException(f"{flag} {path} already exists; choose a new file "
                                        "(results are never overwritten)")
         if path is not None:
-            from kerasdec.rundir import check_writable
+            from kerasdec.files import check_writable
 
             check_writable(Path(path).absolute().parent, flag=flag)  # before minutes of benchmarking
     given = {"width": width, "height": height, "channels": channels}
@@ -455,7 +455,7 @@ def bench(dataset: str, width: int | None, height: int | None, channels: int | N
     except ValueError as err:
         raise click.UsageError(str(err)) from err
     from kerasdec.bench_suite import markdown_table, run_suite
-    from kerasdec.rundir import write_json, write_text
+    from kerasdec.files import write_json, write_text
 
     result = run_suite(cfg)
     table = markdown_table(result)

@@ -25,12 +25,12 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from kerasdec.data import folder
 from kerasdec.data.samples import Sample
 from kerasdec.data.synthetic_render import render_sample
+from kerasdec.files import write_image
 
 logger = logging.getLogger(__name__)
 
@@ -142,13 +142,8 @@ def write_dataset(out: Path, spec: dict) -> None:
                 # One generator per image: an image does not depend on how many others precede it.
                 rng = np.random.default_rng([spec["seed"], split_index, int(defective), i])
                 image, label, _ = render_sample(rng, (height, width), defective)
-                _imwrite(out / split / cls / f"{cls}_{i:04d}.png", image)
+                write_image(out / split / cls / f"{cls}_{i:04d}.png", image)
                 if defective:
-                    _imwrite(out / split / folder.MASK_FOLDER / f"{cls}_{i:04d}.png", label)
+                    write_image(out / split / folder.MASK_FOLDER / f"{cls}_{i:04d}.png", label)
     (out / MARKER).write_text(json.dumps(spec, indent=1), encoding="utf-8")
 
-
-def _imwrite(path: Path, image: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), image):
-        raise OSError(f"cannot write {path}")

@@ -27,16 +27,8 @@ import numpy as np
 
 from kerasdec.deploy import data as export_data
 from kerasdec.deploy.contract import METADATA_FILE, ModelInfo
-from kerasdec.rundir import (
-    TMP_PREFIX,
-    fsync_dir,
-    model_path,
-    read_json,
-    read_run_config,
-    remove,
-    tested_model,
-    write_json,
-)
+from kerasdec.files import TMP_PREFIX, fsync_dir, read_json, remove, write_json
+from kerasdec.rundir import model_path, read_run_config, tested_model
 
 logger = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 
 from kerasdec.deploy.runners import Runner, load_runner
-from kerasdec.rundir import atomic_path, write_bytes, write_text
+from kerasdec.files import atomic_path, write_image, write_text
 
 logger = logging.getLogger(__name__)
 
@@ -124,10 +124,7 @@ def score_batch(batch: list[tuple[Path, str]], runner: Runner, out_dir: Path) ->
         decision = int(score >= runner.info.threshold)
         picture = overlay(image, heatmap)  # (h, w, 3) BGR at the original size
         put_label(picture, f"{score:.3f} {'DEFECT' if decision else 'ok'}")
-        ok, encoded = cv2.imencode(".png", picture)
-        if not ok:
-            raise ValueError(f"could not encode the overlay of {path}")
-        write_bytes(out_dir / name, encoded.tobytes())
+        write_image(out_dir / name, picture)
         rows.append([str(path), repr(float(score)), str(decision), name, ""])
     return rows
 

@@ -28,7 +28,8 @@ from kerasdec.deploy.contract import (
     SIGNATURE_IMAGE,
     ModelInfo,
 )
-from kerasdec.rundir import MODEL_FINAL, model_path, read_json
+from kerasdec.files import read_json
+from kerasdec.rundir import MODEL_FINAL, model_path
 
 logger = logging.getLogger(__name__)
 

@@ -24,7 +24,6 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-import kerasdec
 from kerasdec.deploy import signatures
 from kerasdec.deploy.contract import (
     INPUT_BYTES,
@@ -40,8 +39,9 @@ from kerasdec.deploy.contract import (
     bytes_rule,
     image_rule,
 )
+from kerasdec.files import read_json, write_json
 from kerasdec.models.rowconv import native_convolutions
-from kerasdec.rundir import read_json, write_json
+from kerasdec.version import __version__
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ def metadata(info: ModelInfo, extra: dict[str, Any]) -> dict[str, Any]:
     """metadata.json of a SavedModel version: ``info`` plus versions, signatures and ``extra``."""
     meta: dict[str, Any] = {
         "format": "tf_saved_model", **info.to_dict(),
-        "kerasdec_version": kerasdec.__version__, "tensorflow_version": tf.__version__,
+        "kerasdec_version": __version__, "tensorflow_version": tf.__version__,
         "keras_version": keras.__version__,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "signatures": {SIGNATURE_IMAGE: image_rule(info.channels), SIGNATURE_BYTES: bytes_rule(),
@@ -142,4 +142,4 @@ def _metadata_outputs(info: ModelInfo) -> dict[str, tf.Tensor]:
             "input_width": tf.constant(info.width, tf.int32),
             "input_channels": tf.constant(info.channels, tf.int32),
             "dataset": tf.constant(info.dataset or "", tf.string),
-            "kerasdec_version": tf.constant(kerasdec.__version__, tf.string)}
+            "kerasdec_version": tf.constant(__version__, tf.string)}

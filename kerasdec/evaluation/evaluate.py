@@ -27,17 +27,15 @@ from kerasdec.deploy.contract import DEFAULT_THRESHOLD, ModelInfo
 from kerasdec.deploy.runners import KerasRunner, Runner, sigmoid  # noqa: F401  (sigmoid: public here too)
 from kerasdec.evaluation.metrics import image_metrics
 from kerasdec.evaluation.report import ImageRow, write_index
+from kerasdec.files import new_folder, write_json, write_text
 from kerasdec.rundir import (
     CONFIG_FILE,
     METRICS_FILE,
     RESULTS_FILE,
     evaluation_folder,
     model_path,
-    new_folder,
     read_run_config,
     tested_model,
-    write_json,
-    write_text,
 )
 
 logger = logging.getLogger(__name__)

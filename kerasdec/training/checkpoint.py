@@ -20,7 +20,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from kerasdec.rundir import TMP_PREFIX, atomic_path, read_json, remove
+from kerasdec.files import TMP_PREFIX, atomic_path, read_json, remove
 
 log = logging.getLogger(__name__)
 

@@ -31,9 +31,10 @@ import keras
 import tensorflow as tf
 
 from kerasdec.config import RunConfig
+from kerasdec.files import check_writable
 from kerasdec.models.rowconv import released_custom_gradients
 from kerasdec.recipes import resolve_epochs
-from kerasdec.rundir import check_writable, read_run_config, resolve_paths
+from kerasdec.rundir import read_run_config, resolve_paths
 from kerasdec.training import trainer
 from kerasdec.training.cluster import TIMEOUT_ENV, Cluster, check_new_run, read_cluster
 from kerasdec.training.resume import Progress, adopt_data, open_resumed, restore

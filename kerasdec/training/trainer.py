@@ -19,6 +19,7 @@ from kerasdec.data import pipeline, sources
 from kerasdec.data.samples import Sample
 from kerasdec.data.sampling import FrequencySampler
 from kerasdec.data.sharding import ShardView
+from kerasdec.files import atomic_path, check_writable, remove, write_json
 from kerasdec.models.rowconv import released_custom_gradients
 from kerasdec.models.segdec import SegDecNet
 from kerasdec.recipes import resolve_epochs
@@ -33,12 +34,8 @@ from kerasdec.rundir import (
     SAMPLER_FILE,
     SAMPLES_FILE,
     TENSORBOARD_DIR,
-    atomic_path,
-    check_writable,
     new_run_folder,
-    remove,
     resolve_paths,
-    write_json,
     write_run_config,
 )
 from kerasdec.training import callbacks as kcb

@@ -20,7 +20,7 @@ import tensorflow as tf
 from kerasdec.deploy.runners import sigmoid
 from kerasdec.evaluation.figures import overlay as figure_overlay
 from kerasdec.evaluation.metrics import average_precision
-from kerasdec.rundir import atomic_path
+from kerasdec.files import atomic_path
 
 log = logging.getLogger(__name__)
 

@@ -134,10 +134,10 @@ def test_a_broken_symlink_is_reported_like_a_corrupt_file(tiny_run, inputs, tmp_
 def test_a_full_disk_gives_one_line_and_leaves_no_output(tiny_run, inputs, tmp_path, monkeypatch):
     import kerasdec.deploy.predict as predict_module
 
-    def full(path, data, **kwargs):
+    def full(path, image, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
-    monkeypatch.setattr(predict_module, "write_bytes", full)
+    monkeypatch.setattr(predict_module, "write_image", full)
     result = CliRunner().invoke(main, ["predict", str(tiny_run.run_dir), str(inputs), "--out",
                                        str(tmp_path / "out")])
     assert result.exit_code == 1 and "Traceback" not in result.output
