@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import click
 
 from kerasdec.config import DISTRIBUTES  # no tensorflow
-from kerasdec.deploy.contract import TFLITE_MODES  # no tensorflow: --help stays fast
+from kerasdec.inference.contract import TFLITE_MODES  # no tensorflow: --help stays fast
 
 if TYPE_CHECKING:
     from kerasdec.config import RunConfig

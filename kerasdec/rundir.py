@@ -93,23 +93,3 @@ def new_run_folder(parent: Path, dataset: str) -> Path:
     """A new parent/<dataset>-<date>-<time>[-k] folder for a training run."""
     return new_folder(parent, f"{dataset}-{datetime.now():%Y%m%d-%H%M%S}")
 
-
-def stored_threshold(model_file: Path | str) -> tuple[float | None, Path | None]:
-    """The F-best threshold found when this run's model was evaluated on the test split, and where.
-
-    run_dir/metrics.json (written by ``kerasdec fit``) belongs to the model its "test_model" names
-    (model_final.keras when absent); the other model's is run_dir/evaluate-test-<which>/metrics.json
-    (written by ``kerasdec evaluate --model <which>``).
-    (None, None) for another file name or when there is no such evaluation.
-    """
-    model_file = Path(model_file)
-    which = {name: key for key, name in MODEL_FILES.items()}.get(model_file.name)
-    if which is None:
-        return None, None
-    metrics = model_file.parent / METRICS_FILE
-    if tested_model(model_file.parent) != which:
-        metrics = model_file.parent / evaluation_folder("test", which) / METRICS_FILE
-    if not metrics.is_file():
-        return None, None
-    stored = read_json(metrics)
-    return (float(stored["threshold"]), metrics) if "threshold" in stored else (None, None)

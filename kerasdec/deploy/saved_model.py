@@ -1,6 +1,6 @@
 """Write a SegDecNet as a TF Serving SavedModel with three signatures, and read one back.
 
-Signatures (names and rules in kerasdec/deploy/contract.py, computation in signatures.py):
+Signatures (names and rules in kerasdec/inference/contract.py, computation in signatures.py):
 
 - ``serving_default``: ``image`` float32 in [0, 1], (B, H, W, C) or (B, H, W) for grayscale, any
   H × W (resized in the graph to the trained size) → score, is_defective, heatmap (at the request's
@@ -25,7 +25,8 @@ import keras
 import tensorflow as tf
 
 from kerasdec.deploy import signatures
-from kerasdec.deploy.contract import (
+from kerasdec.files import read_json, write_json
+from kerasdec.inference.contract import (
     INPUT_BYTES,
     INPUT_IMAGE,
     INPUT_METADATA,
@@ -39,7 +40,6 @@ from kerasdec.deploy.contract import (
     bytes_rule,
     image_rule,
 )
-from kerasdec.files import read_json, write_json
 from kerasdec.models.rowconv import native_convolutions
 from kerasdec.version import __version__
 

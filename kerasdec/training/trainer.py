@@ -19,8 +19,10 @@ from kerasdec.data import pipeline, sources
 from kerasdec.data.samples import Sample
 from kerasdec.data.sampling import FrequencySampler
 from kerasdec.data.sharding import ShardView
-from kerasdec.files import atomic_path, check_writable, remove, write_json
+from kerasdec.files import check_writable, remove, write_json
+from kerasdec.inference.runners import load
 from kerasdec.models.rowconv import released_custom_gradients
+from kerasdec.models.saving import save_model
 from kerasdec.models.segdec import SegDecNet
 from kerasdec.recipes import resolve_epochs
 from kerasdec.rundir import (
@@ -39,7 +41,7 @@ from kerasdec.rundir import (
     write_run_config,
 )
 from kerasdec.training import callbacks as kcb
-from kerasdec.training.checkpoint import SaveState, model_bytes
+from kerasdec.training.checkpoint import SaveState
 from kerasdec.training.history import HistoryLog, plot_history
 from kerasdec.training.resume import Progress, adopt_data, open_resumed, restore
 from kerasdec.training.validation import ValidateAP
@@ -183,8 +185,7 @@ def finish_run(model: keras.Model, run_dir: Path, cfg: RunConfig, test: list[Sam
                              record={"test_model": which})
     tested.set_threshold(metrics["threshold"])  # the tested model's file carries its decision threshold
     for name, saved in {MODEL_FINAL: model, MODEL_FILES[which]: tested}.items():
-        with atomic_path(run_dir / name, size_hint=model_bytes(saved)) as tmp:
-            saved.save(tmp)
+        save_model(saved, run_dir / name)
     write_json(run_dir / SAMPLER_FILE, sampler.state_dict())
     plot_history(run_dir / HISTORY_FILE, run_dir / CURVES_FILE)
     write_json(run_dir / FINISHED_FILE, {"epochs": cfg.train.epochs, "test_ap": metrics["ap"],
@@ -198,9 +199,7 @@ def finish_run(model: keras.Model, run_dir: Path, cfg: RunConfig, test: list[Sam
 def select_test_model(model: keras.Model, run_dir: Path, which: str) -> tuple[str, keras.Model]:
     """("final", model), or ("best", the best-validation model loaded from the run) for which="best"."""
     if which == "best" and (run_dir / MODEL_BEST).is_file():
-        from kerasdec.deploy.modelfile import load_model
-
-        return "best", load_model(run_dir / MODEL_BEST)
+        return "best", load(run_dir / MODEL_BEST, need_threshold=False).model
     if which == "best":
         log.warning("No %s in %s (no validation AP was ever finite): testing the final model", MODEL_BEST,
                     run_dir)

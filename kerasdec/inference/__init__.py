@@ -1,0 +1,6 @@
+"""Running a trained model, whatever its artifact: below training, evaluation and deploy.
+
+contract.py   names, request rules, the input check every runner applies, ModelInfo; no TensorFlow
+runners.py    load(path) -> a runner (Keras .keras, SavedModel, TFLite): input size, channels,
+              threshold, predict(images) -> scores, heatmaps
+"""
