@@ -35,7 +35,7 @@ from kerasdec import bench  # noqa: E402
 from kerasdec.config import DataConfig, RunConfig, TrainConfig  # noqa: E402
 from kerasdec.models.rowconv import native_convolutions  # noqa: E402
 from kerasdec.models.step import summed_losses  # noqa: E402
-from kerasdec.training.trainer import build_model, precision_policy  # noqa: E402
+from kerasdec.training.model import build_model, precision_policy  # noqa: E402
 
 TORCH_PYTHON = Path(os.environ.get("KERASDEC_TORCH_VENV", Path.home() / ".cache/kerasdec-torch-venv"),
                     "bin", "python")

@@ -32,7 +32,7 @@ from tensorflow.tsl.profiler.protobuf import xplane_pb2  # noqa: E402
 
 from kerasdec import bench  # noqa: E402
 from kerasdec.config import DataConfig, RunConfig, TrainConfig  # noqa: E402
-from kerasdec.training.trainer import build_model, precision_policy  # noqa: E402
+from kerasdec.training.model import build_model, precision_policy  # noqa: E402
 
 
 def group_of(name: str, op_type: str) -> str:

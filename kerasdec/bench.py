@@ -1,7 +1,7 @@
 """Speed and memory of SegDecNet on synthetic tensors: the numbers behind "faster than the reference".
 
 ``benchmark(...)`` builds and compiles the model exactly as ``kerasdec fit`` does
-(``trainer.build_model`` under ``trainer.precision_policy``) and times the same compiled functions
+(``training.model.build_model`` under ``precision_policy``) and times the same compiled functions
 ``fit`` and ``predict`` call, on one random batch kept in memory (no dataset, no decoding):
 
 * training: ``model.train_function(iterator)``, the function ``fit`` calls once per step, fed from a
@@ -38,7 +38,7 @@ import tensorflow as tf
 from kerasdec.config import DataConfig, RunConfig, TrainConfig
 from kerasdec.models.rowconv import released_custom_gradients
 from kerasdec.models.segdec import DOWNSCALE
-from kerasdec.training.trainer import build_model, precision_policy
+from kerasdec.training.model import build_model, precision_policy
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +135,7 @@ class ModelTimer:
     alternates this timer with another framework's in rounds.
 
     Args:
-        model: a compiled, built SegDecNet (``trainer.build_model``).
+        model: a compiled, built SegDecNet (``training.model.build_model``).
         batch: (x, y, sample_weight) in the training layout (``synthetic_batch``).
         jit_forward: XLA for the forward pass; None = the model's own ``jit_compile`` setting.
     """

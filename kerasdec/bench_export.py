@@ -44,7 +44,7 @@ def export_artifacts(cfg: RunConfig, folder: Path, modes: tuple[str, ...], seed:
 
     from kerasdec.export.saved_model import export_saved_model
     from kerasdec.export.tflite import export_tflite
-    from kerasdec.training.trainer import build_model
+    from kerasdec.training.model import build_model
 
     keras.utils.set_random_seed(seed)
     model = build_model(cfg)

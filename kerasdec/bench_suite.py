@@ -37,7 +37,7 @@ from kerasdec import bench, bench_export, bench_pipeline
 from kerasdec.config import PRECISIONS, DataConfig, RunConfig, TrainConfig, check_input_size
 from kerasdec.models.rowconv import released_custom_gradients
 from kerasdec.models.segdec import DECISION_BLOCKS, SEGMENTATION_STAGES
-from kerasdec.training.trainer import build_model, precision_policy
+from kerasdec.training.model import build_model, precision_policy
 
 log = logging.getLogger(__name__)
 

@@ -201,7 +201,7 @@ def fit(dataset: str, positives: int | None, protocol: str | None, seed: int | N
             from kerasdec.training.cluster import check_new_run
 
             check_new_run(cfg.run_dir)
-    from kerasdec.training.trainer import fit as fit_run
+    from kerasdec.training.fit import fit as fit_run
 
     out = fit_run(cfg, resume=resume, data_root=flags["root"] if resume else None)
     click.echo(str(out))

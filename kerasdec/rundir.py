@@ -26,6 +26,7 @@ SAMPLES_FILE = "samples.json"  # the samples of each split the run used; --resum
 CHECKPOINT_DIR = "checkpoint"  # what --resume needs: checkpoint/epoch-NNNN/ (see training/checkpoint.py)
 FINISHED_FILE = "finished.json"  # written LAST by fit: only a run holding it is finished
 TENSORBOARD_DIR = "tensorboard"  # TensorBoard event files
+RUNS_DIR = Path("runs")  # parent of the run directories when --run-dir is not given
 
 
 def model_path(run_dir: Path | str, which: str | None = None) -> Path:
@@ -93,3 +94,24 @@ def new_run_folder(parent: Path, dataset: str) -> Path:
     """A new parent/<dataset>-<date>-<time>[-k] folder for a training run."""
     return new_folder(parent, f"{dataset}-{datetime.now():%Y%m%d-%H%M%S}")
 
+
+def check_run_dir_free(run_dir: str | None) -> None:
+    """Refuse an explicit run directory that exists and holds anything: runs are never overwritten."""
+    if run_dir is not None and Path(run_dir).exists() and any(Path(run_dir).iterdir()):
+        raise FileExistsError(f"--run-dir {run_dir} already exists and is not empty; choose another "
+                              f"folder, or continue that run with --resume {run_dir}")
+
+
+def create_run(cfg: RunConfig, manifest: dict[str, list]) -> tuple[Path, RunConfig]:
+    """Create the run directory (cfg.run_dir, or a new runs/<dataset>-<time>): samples.json, then
+    config.json, whose presence makes the folder a run that ``--resume`` accepts."""
+    if cfg.run_dir is None:
+        run_dir = new_run_folder(RUNS_DIR.resolve(), cfg.data.dataset)
+    else:
+        check_run_dir_free(cfg.run_dir)
+        run_dir = Path(cfg.run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+    cfg = dataclasses.replace(cfg, run_dir=str(run_dir))
+    write_json(run_dir / SAMPLES_FILE, manifest)
+    write_run_config(run_dir, cfg)
+    return run_dir, cfg

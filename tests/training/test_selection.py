@@ -14,7 +14,7 @@ from kerasdec.data import pipeline, sources
 from kerasdec.inference.runners import load, sigmoid, stored_threshold
 from kerasdec.models.saving import load_model
 from kerasdec.rundir import model_path
-from kerasdec.training.trainer import fit
+from kerasdec.training.fit import fit
 
 
 class SpoilLastEpoch(keras.callbacks.Callback):
