@@ -416,7 +416,7 @@ def bench(dataset: str, width: int | None, height: int | None, channels: int | N
     """Time SegDecNet (training step, forward), the input pipeline and the exported files.
 
     Prints a Markdown table (medians over --repeats; FLOPs per image, achieved GFLOP/s and the share
-    of this machine's measured matmul rate); see kerasdec/bench_suite.py for what each row times.
+    of this machine's measured matmul rate); see kerasdec/bench/suite.py for what each row times.
     """
     from pathlib import Path
 
@@ -445,7 +445,7 @@ def bench(dataset: str, width: int | None, height: int | None, channels: int | N
             DataConfig(width=w, height=h, channels=c)
     except ValueError as err:
         raise click.UsageError(str(err)) from err
-    from kerasdec.bench_suite import SuiteConfig
+    from kerasdec.bench.suite import SuiteConfig
 
     try:
         cfg = SuiteConfig(sizes=tuple(dict.fromkeys(shapes)), batch_size=batch_size,
@@ -454,7 +454,7 @@ def bench(dataset: str, width: int | None, height: int | None, channels: int | N
                           pipeline_images=4 if quick else 32, export=export)
     except ValueError as err:
         raise click.UsageError(str(err)) from err
-    from kerasdec.bench_suite import markdown_table, run_suite
+    from kerasdec.bench.suite import markdown_table, run_suite
     from kerasdec.files import write_json, write_text
 
     result = run_suite(cfg)

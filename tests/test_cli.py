@@ -117,12 +117,12 @@ def test_bench_refuses_an_unwritable_json_folder_before_benchmarking(tmp_path, m
     import shutil
     import subprocess
 
-    import kerasdec.bench_suite
+    import kerasdec.bench.suite
 
     def run_suite(*args, **kwargs):
         raise AssertionError("benchmarked before checking --json")
 
-    monkeypatch.setattr(kerasdec.bench_suite, "run_suite", run_suite)
+    monkeypatch.setattr(kerasdec.bench.suite, "run_suite", run_suite)
     locked = tmp_path / "locked"
     locked.mkdir()
     lock = ["chattr", "+i", str(locked)]
