@@ -3,7 +3,8 @@
 ``evaluate_model`` is what ``kerasdec fit`` runs on the test split at the end of training;
 ``evaluate_run`` (``kerasdec evaluate RUN_DIR``) reloads a run's model and does the same into a new
 folder of the run, so the two give the same numbers for the same model and split (up to the float32
-rounding jitter of TensorFlow's CPU kernels between calls, ~1e-7 on a score).
+rounding jitter of TensorFlow's CPU kernels between calls, ~1e-7 on a score). Every file is written
+under a temporary name and renamed (kerasdec.files): a kill leaves whole files or none.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from kerasdec.config import DataConfig
 from kerasdec.data.samples import Sample
 from kerasdec.evaluation.metrics import image_metrics
 from kerasdec.evaluation.report import ImageRow, write_index
-from kerasdec.files import new_folder, write_json, write_text
+from kerasdec.files import new_folder, write_image, write_json, write_text
 from kerasdec.inference.runners import as_runner, load, predict_batches
 from kerasdec.rundir import (
     CONFIG_FILE,
@@ -115,8 +116,7 @@ def _pixels_and_figures(samples: Sequence[Sample], heatmaps: np.ndarray, scores:
         if i in figure_ids:
             figures[i] = _figure_name(i, sample.name)
             figure = _draw(sample, image, mask, heatmaps[i], float(scores[i]), tags[i], threshold, data_cfg)
-            if not cv2.imwrite(str(out / figures[i]), figure):  # False, not an exception, on a full disk
-                raise OSError(f"could not write {out / figures[i]} (disk full or not writable?)")
+            write_image(out / figures[i], figure)
     if not with_pixels:
         return {}, figures
     try:
