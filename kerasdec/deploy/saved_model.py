@@ -25,7 +25,7 @@ import keras
 import tensorflow as tf
 
 from kerasdec.deploy import signatures
-from kerasdec.files import read_json, write_json
+from kerasdec.files import write_json
 from kerasdec.inference.contract import (
     INPUT_BYTES,
     INPUT_IMAGE,
@@ -100,20 +100,6 @@ def metadata(info: ModelInfo, extra: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(f"metadata keys {clash} would replace keys written by the exporter; expected "
                          "other names")
     return {**meta, **extra}
-
-
-def read_metadata(folder: Path | str) -> dict[str, Any]:
-    """The metadata.json of an exported SavedModel version folder (or of a .tflite: its own file).
-
-    Raises:
-        FileNotFoundError: no metadata.json (the folder was not written by kerasdec export).
-        ValueError: the file is corrupt (message names it).
-    """
-    path = Path(folder) / METADATA_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found; expected a version folder written by kerasdec export "
-                                f"(saved_model.pb + {METADATA_FILE})")
-    return read_json(path)
 
 
 def _archive(model: keras.Model, info: ModelInfo) -> keras.export.ExportArchive:

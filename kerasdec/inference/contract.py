@@ -39,8 +39,6 @@ OUTPUTS = {  # the serving signatures' outputs (TFLite: score, decision, seg; se
     "seg": "(B, H/8, W/8) float32: segmentation logits at 1/8 of the model's input size",
     "image_size": "(B, 2) int32: height and width of each image as received",
 }
-METADATA_OUTPUTS = ("threshold", "input_height", "input_width", "input_channels", "dataset",
-                    "kerasdec_version")
 
 
 def image_rule(channels: int) -> str:
