@@ -28,21 +28,14 @@ import numpy as np
 
 from kerasdec.files import read_json
 from kerasdec.inference.contract import (
-    DEFAULT_THRESHOLD,
     INPUT_IMAGE,
     METADATA_FILE,
     SIGNATURE_IMAGE,
     ModelInfo,
     check_images,
 )
-from kerasdec.rundir import (
-    METRICS_FILE,
-    MODEL_FILES,
-    MODEL_FINAL,
-    evaluation_folder,
-    model_path,
-    tested_model,
-)
+from kerasdec.inference.threshold import resolve_threshold
+from kerasdec.rundir import MODEL_FINAL, model_path
 
 logger = logging.getLogger(__name__)
 
@@ -273,44 +266,6 @@ def keras_info(model: Any, model_file: Path | None, threshold: float | None = No
     height, width = size_hw if size_hw is not None else trained
     value, origin = resolve_threshold(model, model_file, threshold, need_threshold)
     return ModelInfo(int(height), int(width), int(model.input_channels), value, origin)
-
-
-def resolve_threshold(model: Any, model_file: Path | None, threshold: float | None,
-                      need_threshold: bool = True) -> tuple[float, str]:
-    """(threshold, where from): the argument, else the model's own, else its run's evaluation, else 0.5
-    (with a warning when ``need_threshold``)."""
-    if threshold is not None:
-        return float(threshold), "argument"
-    if getattr(model, "threshold", None) is not None:
-        return float(model.threshold), "model"
-    stored, where = stored_threshold(model_file) if model_file is not None else (None, None)
-    if stored is not None:
-        return stored, str(where.resolve())
-    if need_threshold:
-        logger.warning("%s carries no threshold and has no evaluation: using %s", model_file or "the model",
-                       DEFAULT_THRESHOLD)
-    return DEFAULT_THRESHOLD, "default"
-
-
-def stored_threshold(model_file: Path | str) -> tuple[float | None, Path | None]:
-    """The F-best threshold found when this run's model was evaluated on the test split, and where.
-
-    For model files saved before models carried their threshold. run_dir/metrics.json (written by
-    ``kerasdec fit``) belongs to the model its "test_model" names (model_final.keras when absent); the
-    other model's is run_dir/evaluate-test-<which>/metrics.json (``kerasdec evaluate --model <which>``).
-    (None, None) for another file name or when there is no such evaluation.
-    """
-    model_file = Path(model_file)
-    which = {name: key for key, name in MODEL_FILES.items()}.get(model_file.name)
-    if which is None:
-        return None, None
-    metrics = model_file.parent / METRICS_FILE
-    if tested_model(model_file.parent) != which:
-        metrics = model_file.parent / evaluation_folder("test", which) / METRICS_FILE
-    if not metrics.is_file():
-        return None, None
-    stored = read_json(metrics)
-    return (float(stored["threshold"]), metrics) if "threshold" in stored else (None, None)
 
 
 def _artifact_info(meta_path: Path, threshold: float | None, size_hw: tuple[int, int] | None) -> ModelInfo:

@@ -11,7 +11,8 @@ import numpy as np
 
 from kerasdec.config import DataConfig, RunConfig, TrainConfig
 from kerasdec.data import pipeline, sources
-from kerasdec.inference.runners import load, sigmoid, stored_threshold
+from kerasdec.inference.runners import load, sigmoid
+from kerasdec.inference.threshold import stored_threshold
 from kerasdec.models.saving import load_model
 from kerasdec.rundir import model_path
 from kerasdec.training.fit import fit
