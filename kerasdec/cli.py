@@ -85,7 +85,7 @@ _DATA_FLAGS = ("root", "width", "height", "channels", "segmented", "fold", "cate
                "augment_geometry", "augment_jitter")
 _TRAIN_FLAGS = ("epochs", "steps", "lr", "optimizer", "delta", "batch_size", "dynamic_balance",
                 "gradient_adjustment", "precision", "jit", "validate_every", "distribute", "test_model",
-                "drop_last")
+                "drop_last", "deterministic")
 
 
 def _exclude(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple[str, ...] | None:
@@ -179,6 +179,9 @@ def build_fit_config(dataset: str, positives: int | None, protocol: str | None, 
               help="Drop an incomplete last training batch (default, as published) or keep it.")
 @click.option("--distribute", type=click.Choice(DISTRIBUTES),
               help="mirrored = all local GPUs; multiworker = the cluster in TF_CONFIG (README).")
+@click.option("--nondeterministic", "deterministic", flag_value=False, default=None,
+              help="Allow TensorFlow's faster nondeterministic arithmetic: the same command may then end "
+                   "in other weights (default: reproducible, docs/run-directory.md#reproducibility).")
 @click.option("--seed", type=int, help="Seeds splits, sampling, initialisation, synthetic data (default 0).")
 @click.option("--run-dir", type=click.Path(file_okay=False),
               help="Where to write the run (default runs/<dataset>-<time>); must not exist yet.")

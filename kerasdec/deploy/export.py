@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from kerasdec.deploy import data as export_data
+from kerasdec.determinism import deterministic
 from kerasdec.files import TMP_PREFIX, fsync_dir, read_json, remove, write_json
 from kerasdec.inference.contract import METADATA_FILE, ModelInfo
 from kerasdec.rundir import model_path, read_run_config, tested_model
@@ -36,6 +37,7 @@ logger = logging.getLogger(__name__)
 STALE_AFTER_S = 600  # a hidden export folder older than this whose process is gone is removed
 
 
+@deterministic()  # the same inputs give the same scores, whatever the load
 def export_source(source: Path | str, base_dir: Path | str, *, which: str | None = None,
                   version: int | None = None, tflite_modes: Sequence[str] = (),
                   threshold: float | None = None, data_root: Path | str | None = None,

@@ -26,6 +26,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from kerasdec.determinism import deterministic
 from kerasdec.files import atomic_path, write_image, write_text
 from kerasdec.inference import runners
 from kerasdec.inference.runners import Runner
@@ -130,6 +131,7 @@ def score_batch(batch: list[tuple[Path, str]], runner: Runner, out_dir: Path) ->
     return rows
 
 
+@deterministic()  # the same inputs give the same scores, whatever the load
 def predict(model_path: Path | str, inputs: Sequence[Path | str], out_dir: Path | str, *,
             threshold: float | None = None, width: int | None = None, height: int | None = None,
             allow_other_size: bool = False, batch_size: int = 8, log_every: int = 100,

@@ -24,6 +24,7 @@ import numpy as np
 
 from kerasdec.config import DataConfig
 from kerasdec.data.samples import Sample
+from kerasdec.determinism import deterministic
 from kerasdec.evaluation.metrics import image_metrics
 from kerasdec.evaluation.report import ImageRow, write_index
 from kerasdec.files import new_folder, write_image, write_json, write_text
@@ -135,6 +136,7 @@ def _write_results(path: Path, samples: Sequence[Sample], scores: np.ndarray, de
     write_text(path, table.getvalue())
 
 
+@deterministic()  # the same inputs give the same scores, whatever the load
 def evaluate_model(model: Any, samples: Sequence[Sample], data_cfg: DataConfig, out_dir: Path | str, *,
                    batch_size: int = 8, n_figures: int = 20, seed: int = 0,
                    record: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from kerasdec.data import pipeline, sources
 from kerasdec.data.samples import Sample
 from kerasdec.data.sampling import FrequencySampler
 from kerasdec.data.sharding import ShardView
+from kerasdec.determinism import deterministic
 from kerasdec.evaluation import evaluate
 from kerasdec.files import check_writable, remove, write_json
 from kerasdec.inference.runners import KerasRunner, as_runner, load
@@ -118,7 +119,8 @@ def run(start: Start, loop: Loop, callbacks: Sequence[keras.callbacks.Callback] 
         The run directory (see ``fit.fit`` for what it holds).
     """
     cfg = start.cfg
-    with precision_policy(cfg.train.precision), released_custom_gradients():  # no model kept after fit
+    with (precision_policy(cfg.train.precision), released_custom_gradients(),  # no model kept after fit
+          deterministic(cfg.train.deterministic)):
         keras.utils.set_random_seed(cfg.seed)
         data = prepare_data(cfg, loop.shard)  # every file decoded once: bad data fails before a run exists
         if start.run_dir is not None:
