@@ -15,6 +15,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from kerasdec.config import ModelConfig
+
+# The network size of every test that builds or trains a SegDecNet but does not need the published one
+# (15.6 M parameters; the published size stays pinned by tests/models/test_segdec.py and is what the
+# deploy tests and the no-flag `kerasdec fit` run use). Same structure at 1/1000 of the parameters
+# (12,785 for 1 channel): every stage, pool and head, and a last kernel >= 9, so the row-GEMM convolution
+# and its gradient (kerasdec/models/rowconv.py) run in training as they do in the published network.
+TINY_MODEL = ModelConfig(seg_filters=(8, 8, 8, 16), seg_blocks=(1, 1, 1, 1), seg_kernels=(3, 3, 3, 9),
+                         decision_filters=(4, 4, 8), decision_kernels=(3, 3, 3))
+
 
 @dataclass
 class FakeData:
