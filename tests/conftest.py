@@ -1,5 +1,6 @@
 """Shared fixtures: tiny datasets written in each real on-disk layout (see tests/fakes.py), one tiny
-random SegDecNet in a run directory, and the trained no-flag `kerasdec fit` run."""
+random SegDecNet in a run directory, `kerasdec fit` on the tiny network, and the trained no-flag
+`kerasdec fit` run (the published network)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,10 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from fakes import (  # noqa: E402
+    TINY_MODEL,
     FakeData,
+    tiny_segdec,
+    with_tiny_model,
     write_dagm,
     write_folder,
     write_ksdd,
@@ -24,6 +28,15 @@ from fakes import (  # noqa: E402
     write_severstal,
     write_synthetic,
 )
+
+
+@pytest.fixture
+def tiny_cli(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`kerasdec fit` run in this process trains TINY_MODEL (fakes.with_tiny_model): every flag is read
+    as the CLI reads it."""
+    import kerasdec.cli
+
+    monkeypatch.setattr(kerasdec.cli, "build_fit_config", with_tiny_model(kerasdec.cli.build_fit_config))
 
 
 @pytest.fixture
@@ -103,12 +116,12 @@ class TinyRun:
 
 @pytest.fixture(scope="session")
 def tiny_model():
+    """A random SegDecNet of the size TINY_MODEL: what evaluate and predict do with a model does not
+    depend on its size (the deploy tests export the published network: tests/deploy/conftest.py)."""
     import keras
 
-    from kerasdec.models.segdec import SegDecNet
-
     keras.utils.set_random_seed(0)
-    model = SegDecNet(input_channels=1, input_height=INPUT, input_width=INPUT)  # as kerasdec fit records it
+    model = tiny_segdec(input_channels=1, input_height=INPUT, input_width=INPUT)  # as kerasdec fit records it
     model(np.zeros((1, INPUT, INPUT, 1), np.float32))  # build
     return model
 
@@ -121,7 +134,7 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory, tiny_model) -> TinyRun:
     base = tmp_path_factory.mktemp("tiny_run")
     data = write_folder(base / "data", counts={"train": (2, 2, 1), "test": (3, 3, 2)}, shape=IMAGE_SHAPE)
     cfg = RunConfig(data=DataConfig(dataset="folder", root=str(base / "moved-away"), width=INPUT,
-                                    height=INPUT, channels=1))
+                                    height=INPUT, channels=1), model=TINY_MODEL)
     run_dir = base / "run"
     run_dir.mkdir()
     (run_dir / "config.json").write_text(json.dumps(cfg.to_dict()), encoding="utf-8")
@@ -144,8 +157,9 @@ class DefaultRun:
 def default_run(tmp_path_factory: pytest.TempPathFactory) -> DefaultRun:
     """`kerasdec fit` with no flags (synthetic, 128 px, 10 epochs), run ONCE per session (~4 min).
 
-    tests/training/test_default_run.py asserts what it produces; the deploy tests use it wherever
-    decisions matter (int8 flips, the same decisions across runtimes and sizes).
+    The published network, necessarily: no flag is the point (what a new user runs first, and the
+    README promises its AP). tests/training/test_default_run.py asserts what it produces; the deploy
+    tests use it wherever decisions matter (int8 flips, the same decisions across runtimes and sizes).
     """
     from click.testing import CliRunner
 

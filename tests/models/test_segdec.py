@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from fakes import TINY_MODEL
+from fakes import TINY_MODEL, tiny_segdec
 
 import kerasdec.models.layers as layers_module
 import kerasdec.models.segdec as segdec_module
@@ -26,9 +26,20 @@ def n_params(model: keras.Model) -> int:
 
 
 @pytest.fixture(scope="module")
-def model() -> SegDecNet:
+def published() -> SegDecNet:
+    """The published network: the tests that pin its size and layout use it."""
     keras.utils.set_random_seed(0)
     net = SegDecNet(input_channels=1)
+    net(images((1, 64, 64, 1)))
+    return net
+
+
+@pytest.fixture(scope="module")
+def model() -> SegDecNet:
+    """The tiny network: shapes, input checks, gradient flow, saving and precision do not depend on the
+    network's size."""
+    keras.utils.set_random_seed(0)
+    net = tiny_segdec(input_channels=1)
     net(images((1, 64, 64, 1)))
     return net
 
@@ -39,8 +50,8 @@ def restore_policy():
     keras.mixed_precision.set_global_policy("float32")
 
 
-def test_parameter_count_one_channel(model):
-    assert n_params(model) == 15_637_213
+def test_parameter_count_one_channel(published):
+    assert n_params(published) == 15_637_213
 
 
 def test_parameter_count_three_channels():
@@ -49,7 +60,8 @@ def test_parameter_count_three_channels():
     assert n_params(net) == 15_638_813
 
 
-def test_trainable_variables_follow_the_architecture(model):
+def test_trainable_variables_follow_the_architecture(published):
+    model = published
     blocks = [f"segmentation/block{i}" for i in range(1, 10)] + ["segmentation/seg_head"]
     blocks += [f"decision/block{i}" for i in range(1, 4)]
     expected = [f"{b}/{v}" for b in blocks for v in ("conv/kernel", "norm/scale", "norm/bias")]
@@ -182,7 +194,7 @@ def test_mixed_precision_outputs_float32(model, restore_policy, policy, low, tol
     x = images((1, 64, 64, 1), seed=5)
     reference = model(x)
     keras.mixed_precision.set_global_policy(policy)
-    net = SegDecNet()
+    net = tiny_segdec()
     net(x)
     net.set_weights(model.get_weights())
     out = net(x)
@@ -202,23 +214,24 @@ def test_import_under_another_backend_says_how_to_fix(monkeypatch, path):
 
 
 def test_input_size_and_threshold_travel_in_the_keras_file(tmp_path):
-    net = SegDecNet(input_channels=1, input_height=64, input_width=96, threshold=0.25)
+    net = tiny_segdec(input_channels=1, input_height=64, input_width=96, threshold=0.25)
     net(images((1, 64, 96, 1)))
     net.set_threshold(0.375)  # what kerasdec fit does after its test evaluation
     net.save(tmp_path / "m.keras")
     loaded = keras.saving.load_model(tmp_path / "m.keras")
     assert (loaded.input_height, loaded.input_width, loaded.threshold) == (64, 96, 0.375)
-    compiled = SegDecNet(input_channels=1)
+    compiled = tiny_segdec(input_channels=1)
     compiled.compile(optimizer=keras.optimizers.SGD(0.01))
     compiled.build_for_training((128, 64, 1))  # the trainer's build records the training size
     assert (compiled.input_height, compiled.input_width, compiled.threshold) == (128, 64, None)
 
 
-def test_a_file_saved_before_the_size_was_recorded_takes_its_build_shape(model, tmp_path):
+def test_a_file_saved_before_the_size_was_recorded_takes_its_build_shape(published, tmp_path):
+    """Published: a file without the network's size is read as the published network."""
     import json
     import zipfile
 
-    model.save(tmp_path / "new.keras")
+    published.save(tmp_path / "new.keras")
     with zipfile.ZipFile(tmp_path / "new.keras") as src, zipfile.ZipFile(tmp_path / "old.keras", "w") as dst:
         for item in src.namelist():
             data = src.read(item)
