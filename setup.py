@@ -24,7 +24,8 @@ setup(
         "litert": ["ai-edge-litert"],
         # TF Serving warm-up records (kerasdec/deploy/warmup.py); its version follows TensorFlow's
         "serving": ["tensorflow-serving-api>=2.21,<2.22"],
-        "test": ["pytest", "ruff", "scikit-learn", "ai-edge-litert", "tensorflow-serving-api>=2.21,<2.22"],
+        "test": ["pytest", "pytest-xdist", "ruff", "scikit-learn", "ai-edge-litert",
+                 "tensorflow-serving-api>=2.21,<2.22"],
     },
     entry_points={"console_scripts": ["kerasdec = kerasdec.cli:main"]},
 )

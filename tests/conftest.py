@@ -30,6 +30,22 @@ from fakes import (  # noqa: E402
 )
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Order and group the tests for the two pytest-xdist workers (setup.cfg: --dist loadgroup).
+
+    The tests that need the trained default run (``default_run``, ~4 min of training) come first and
+    form one group, so it trains once, in one worker, while the other worker runs the rest; every other
+    test file is a group of its own, so its module fixtures are built once.
+    """
+    trained = [item for item in items if "default_run" in item.fixturenames]
+    names = {item.nodeid for item in trained}
+    items[:] = trained + [item for item in items if item.nodeid not in names]
+    for item in items:
+        group = "default_run" if item.nodeid in names else item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
 @pytest.fixture
 def tiny_cli(monkeypatch: pytest.MonkeyPatch) -> None:
     """`kerasdec fit` run in this process trains TINY_MODEL (fakes.with_tiny_model): every flag is read
