@@ -4,7 +4,9 @@ random SegDecNet in a run directory, `kerasdec fit` on the tiny network, and the
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import shutil
 import sys
 from dataclasses import dataclass
@@ -30,20 +32,16 @@ from fakes import (  # noqa: E402
 )
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Order and group the tests for the two pytest-xdist workers (setup.cfg: --dist loadgroup).
-
-    The tests that need the trained default run (``default_run``, ~4 min of training) come first and
-    form one group, so it trains once, in one worker, while the other worker runs the rest; every other
-    test file is a group of its own, so its module fixtures are built once.
-    """
-    trained = [item for item in items if "default_run" in item.fixturenames]
-    names = {item.nodeid for item in trained}
-    items[:] = trained + [item for item in items if item.nodeid not in names]
-    for item in items:
-        group = "default_run" if item.nodeid in names else item.nodeid.split("::")[0]
-        item.add_marker(pytest.mark.xdist_group(group))
+    """Start the long pole first: the first file that needs the trained default run (~4 min of training)
+    runs first, any other file that needs it runs last. With the two pytest-xdist workers of setup.cfg
+    (--dist loadfile: a file's tests stay in one worker) the run trains while the other worker goes
+    through the rest, and is done by the time a later file reads it (``default_run``)."""
+    needs = [item for item in items if "default_run" in item.fixturenames]
+    first = {item.nodeid for item in needs if item.path == needs[0].path} if needs else set()
+    last = {item.nodeid for item in needs} - first
+    rank = {nodeid: 0 for nodeid in first} | {nodeid: 2 for nodeid in last}
+    items.sort(key=lambda item: rank.get(item.nodeid, 1))  # stable: the order within each part is kept
 
 
 @pytest.fixture
@@ -181,11 +179,21 @@ def default_run(tmp_path_factory: pytest.TempPathFactory) -> DefaultRun:
 
     from kerasdec.cli import main
 
-    base = tmp_path_factory.mktemp("default_run")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("KERASDEC_CACHE", str(base / "cache"))
-        patch.chdir(base)
-        result = CliRunner().invoke(main, ["fit"])
-    lines = result.output.strip().splitlines()
-    run_dir = (base / lines[-1]).resolve() if result.exit_code == 0 and lines else None
-    return DefaultRun(result.exit_code, result.output, run_dir, base / "cache")
+    # Each pytest-xdist worker has its own session: the first that needs the run trains it (holding a
+    # lock in the folder the workers share); another one waits for it and reads what it recorded.
+    shared = tmp_path_factory.getbasetemp()
+    shared = shared.parent if os.environ.get("PYTEST_XDIST_WORKER") else shared
+    base, record = shared / "default_run", shared / "default_run" / "record.json"
+    with open(shared / "default_run.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not record.is_file():
+            base.mkdir(exist_ok=True)  # a run killed before its record: start again
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setenv("KERASDEC_CACHE", str(base / "cache"))
+                patch.chdir(base)
+                result = CliRunner().invoke(main, ["fit"])
+            record.write_text(json.dumps({"exit_code": result.exit_code, "output": result.output}))
+        recorded = json.loads(record.read_text())
+    lines = recorded["output"].strip().splitlines()
+    run_dir = (base / lines[-1]).resolve() if recorded["exit_code"] == 0 and lines else None
+    return DefaultRun(recorded["exit_code"], recorded["output"], run_dir, base / "cache")
