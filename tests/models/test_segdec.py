@@ -55,7 +55,7 @@ def test_parameter_count_one_channel(published):
 
 
 def test_parameter_count_three_channels():
-    net = SegDecNet(input_channels=3)
+    net = SegDecNet(input_channels=3)  # the published network: its size is what this pins
     net(images((1, 64, 64, 3)))
     assert n_params(net) == 15_638_813
 
