@@ -1,12 +1,16 @@
+import re
 from pathlib import Path
 
 from setuptools import find_packages, setup
 
+HERE = Path(__file__).parent
+VERSION = re.search(r'__version__ = "([^"]+)"', (HERE / "kerasdec" / "version.py").read_text()).group(1)
+
 setup(
     name="kerasdec",
-    version="0.1.0",
+    version=VERSION,
     description="End-to-end surface-defect detection (SegDecNet) in Keras 3 / TensorFlow",
-    long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["kerasdec", "kerasdec.*"]),
     python_requires=">=3.10",
@@ -24,7 +28,7 @@ setup(
         "litert": ["ai-edge-litert"],
         # TF Serving warm-up records (kerasdec/deploy/warmup.py); its version follows TensorFlow's
         "serving": ["tensorflow-serving-api>=2.21,<2.22"],
-        "test": ["pytest", "pytest-xdist", "ruff", "scikit-learn", "ai-edge-litert",
+        "test": ["pytest", "pytest-xdist", "ruff", "import-linter", "scikit-learn", "ai-edge-litert",
                  "tensorflow-serving-api>=2.21,<2.22"],
     },
     entry_points={"console_scripts": ["kerasdec = kerasdec.cli:main"]},

@@ -23,10 +23,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from kerasdec import bench  # noqa: E402
+from kerasdec.bench import timing  # noqa: E402
 from kerasdec.config import DataConfig, RunConfig, TrainConfig  # noqa: E402
 from kerasdec.models.rowconv import native_convolutions, released_custom_gradients  # noqa: E402
-from kerasdec.training.trainer import build_model, precision_policy  # noqa: E402
+from kerasdec.training.model import build_model, precision_policy  # noqa: E402
 
 
 def main() -> None:
@@ -41,7 +41,7 @@ def main() -> None:
     precision = "float32" if args.float32 else "mixed_bfloat16"
     cfg = RunConfig(data=DataConfig(width=args.size, height=args.size),
                     train=TrainConfig(batch_size=1, precision=precision, jit=False, lr=0.01))
-    batch = bench.synthetic_batch(cfg, seed=0)
+    batch = timing.synthetic_batch(cfg, seed=0)
     out = open(args.out, "a") if args.out else sys.stdout
     bad = 0
     for i in range(args.models):
@@ -49,7 +49,7 @@ def main() -> None:
         native = native_convolutions() if args.native else contextlib.nullcontext()
         with precision_policy(precision), native, released_custom_gradients():
             model = build_model(cfg)
-            timer = bench.ModelTimer(model, batch)
+            timer = timing.ModelTimer(model, batch)
             losses = [float(timer.model.train_function(timer._iterator)["loss"]) for _ in range(args.steps)]
             nonfinite = [v.path for v in model.trainable_variables if not np.all(np.isfinite(v.numpy()))]
         bad += bool(nonfinite) or not all(np.isfinite(losses))

@@ -31,11 +31,11 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # this checkout's kerasdec
 
-from kerasdec import bench  # noqa: E402
+from kerasdec.bench import timing  # noqa: E402
 from kerasdec.config import DataConfig, RunConfig, TrainConfig  # noqa: E402
 from kerasdec.models.rowconv import native_convolutions  # noqa: E402
 from kerasdec.models.step import summed_losses  # noqa: E402
-from kerasdec.training.trainer import build_model, precision_policy  # noqa: E402
+from kerasdec.training.model import build_model, precision_policy  # noqa: E402
 
 TORCH_PYTHON = Path(os.environ.get("KERASDEC_TORCH_VENV", Path.home() / ".cache/kerasdec-torch-venv"),
                     "bin", "python")
@@ -89,7 +89,7 @@ def relative_error(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64)))) / scale
 
 
-def check_same(model, timer: bench.ModelTimer, torch_out: dict) -> dict[str, float]:
+def check_same(model, timer: timing.ModelTimer, torch_out: dict) -> dict[str, float]:
     """Relative max differences between kerasdec and PyTorch (outputs, losses, one SGD update)."""
     x, y, _ = timer.batch
     out = model(x)
@@ -121,7 +121,7 @@ def run_config(size: tuple[int, int], batch: int, args, worker: TorchWorker, tmp
                     train=TrainConfig(batch_size=batch, precision="float32", jit=args.jit, lr=LR))
     with precision_policy("float32"):
         model = build_model(cfg)
-        timer = bench.ModelTimer(model, bench.synthetic_batch(cfg, seed=1))
+        timer = timing.ModelTimer(model, timing.synthetic_batch(cfg, seed=1))
         arrays = tmp / f"in_{width}x{height}_{batch}.npz"
         x, y, _ = timer.batch
         np.savez(arrays, x=x, seg=y["seg"], decision=y["decision"], **weights(model))
@@ -133,7 +133,7 @@ def run_config(size: tuple[int, int], batch: int, args, worker: TorchWorker, tmp
             with native_convolutions():  # a second model: Keras caches one train_function per model
                 twin = build_model(cfg)
                 twin.set_weights(model.get_weights())
-                native = bench.ModelTimer(twin, timer.batch)
+                native = timing.ModelTimer(twin, timer.batch)
                 native.train(1)
                 native.forward(1)
             sides["native"] = native
@@ -210,7 +210,7 @@ def main() -> None:
                 results.append(run_config(size, batch, args, worker, Path(tmp)))
                 print(table(results[-1:]).splitlines()[-1], flush=True)
     worker.close()
-    print(f"\n{bench.device_name()}; load average {os.getloadavg()[0]:.1f} at the end; "
+    print(f"\n{timing.device_name()}; load average {os.getloadavg()[0]:.1f} at the end; "
           f"{time.perf_counter() - start:.0f} s\n")
     print(table(results))
     if args.json is not None:

@@ -30,9 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this checkout
 import tensorflow as tf  # noqa: E402
 from tensorflow.tsl.profiler.protobuf import xplane_pb2  # noqa: E402
 
-from kerasdec import bench  # noqa: E402
+from kerasdec.bench import timing  # noqa: E402
 from kerasdec.config import DataConfig, RunConfig, TrainConfig  # noqa: E402
-from kerasdec.training.trainer import build_model, precision_policy  # noqa: E402
+from kerasdec.training.model import build_model, precision_policy  # noqa: E402
 
 
 def group_of(name: str, op_type: str) -> str:
@@ -119,7 +119,7 @@ def main() -> None:
                     train=TrainConfig(batch_size=args.batch, precision=args.precision, jit=args.jit))
     logdir = args.logdir or Path(tempfile.mkdtemp(prefix="kerasdec-profile-"))
     with precision_policy(cfg.train.precision):
-        timer = bench.ModelTimer(build_model(cfg), bench.synthetic_batch(cfg))
+        timer = timing.ModelTimer(build_model(cfg), timing.synthetic_batch(cfg))
         run = timer.forward if args.forward else timer.train
         run(3)
         wall = float(np.median([run(1) for _ in range(args.steps)])) * 1000

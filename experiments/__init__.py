@@ -1,2 +1,2 @@
-"""The papers' protocols: ``python experiments/NAME.py``, ``python -m experiments.NAME`` or
-``kerasdec experiment NAME`` (see experiments/README.md)."""
+"""The papers' protocols: ``python experiments/NAME.py`` or ``python -m experiments.NAME`` from the
+checkout (see experiments/README.md); the kerasdec package never imports them."""

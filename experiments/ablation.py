@@ -16,7 +16,7 @@ import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
-if __package__:  # python -m experiments.ablation, kerasdec experiment ablation
+if __package__:  # python -m experiments.ablation
     from experiments import protocol
 else:  # python experiments/ablation.py
     import protocol

@@ -14,7 +14,7 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-if __package__:  # python -m experiments.dagm, kerasdec experiment dagm
+if __package__:  # python -m experiments.dagm
     from experiments import protocol
 else:  # python experiments/dagm.py
     import protocol

@@ -24,7 +24,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from kerasdec.rundir import write_bytes, write_text
+from kerasdec.files import write_image, write_text
 
 SIZE = 128  # image side in pixels (the measurement's input size: no resizing)
 COUNTS = {"train": (20, 80), "test": (30, 60)}  # split -> (defective, defect-free)
@@ -111,14 +111,6 @@ def render(surface: Surface, defective: bool, rng: np.random.Generator) -> tuple
     return np.clip(np.round(image * 255), 0, 255).astype(np.uint8), label
 
 
-def _png(path: Path, image: np.ndarray) -> None:
-    ok, data = cv2.imencode(".png", image)
-    if not ok:
-        raise ValueError(f"{path}: could not encode the image")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_bytes(path, data.tobytes(), overwrite=False)
-
-
 def write_dataset(out: Path, k: int, seed: int) -> None:
     """Dataset k of family ``seed`` in the DAGM, KSDD2 and folder layouts."""
     rng = np.random.default_rng([seed, k])
@@ -130,15 +122,15 @@ def write_dataset(out: Path, k: int, seed: int) -> None:
         for i, defective in enumerate(flags, start=1):
             image, label = render(surface, bool(defective), rng)
             stem = f"{i:04d}"
-            _png(dagm / f"{stem}.PNG", image)
-            _png(out / f"ksdd2-{k}" / split / f"{i}.png", image)
-            _png(out / f"ksdd2-{k}" / split / f"{i}_GT.png", label)
+            write_image(dagm / f"{stem}.PNG", image, overwrite=False)
+            write_image(out / f"ksdd2-{k}" / split / f"{i}.png", image, overwrite=False)
+            write_image(out / f"ksdd2-{k}" / split / f"{i}_GT.png", label, overwrite=False)
             cls = "defect" if defective else "ok"
-            _png(out / f"folder-{k}" / split / cls / f"{stem}.png", image)
+            write_image(out / f"folder-{k}" / split / cls / f"{stem}.png", image, overwrite=False)
             label_name = "0"
             if defective:
-                _png(dagm / "Label" / f"{stem}_label.PNG", label)
-                _png(out / f"folder-{k}" / split / "masks" / f"{stem}.png", label)
+                write_image(dagm / "Label" / f"{stem}_label.PNG", label, overwrite=False)
+                write_image(out / f"folder-{k}" / split / "masks" / f"{stem}.png", label, overwrite=False)
                 label_name = f"{stem}_label.PNG"
             rows.append(f"{i}\t{int(defective)}\t{stem}.PNG\t0\t{label_name}")
         (dagm / "Label").mkdir(parents=True, exist_ok=True)

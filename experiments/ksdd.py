@@ -14,7 +14,7 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-if __package__:  # python -m experiments.ksdd, kerasdec experiment ksdd
+if __package__:  # python -m experiments.ksdd
     from experiments import protocol
 else:  # python experiments/ksdd.py
     import protocol

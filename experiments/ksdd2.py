@@ -12,7 +12,7 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-if __package__:  # python -m experiments.ksdd2, kerasdec experiment ksdd2
+if __package__:  # python -m experiments.ksdd2
     from experiments import protocol
 else:  # python experiments/ksdd2.py
     import protocol

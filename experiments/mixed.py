@@ -18,7 +18,7 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-if __package__:  # python -m experiments.mixed, kerasdec experiment mixed
+if __package__:  # python -m experiments.mixed
     from experiments import protocol
 else:  # python experiments/mixed.py
     import protocol

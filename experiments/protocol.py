@@ -38,17 +38,9 @@ from pathlib import Path
 from typing import Any
 
 from kerasdec.config import RunConfig
+from kerasdec.files import new_folder, read_json, write_json, write_text
 from kerasdec.presets import preset
-from kerasdec.rundir import (
-    CHECKPOINT_DIR,
-    CONFIG_FILE,
-    FINISHED_FILE,
-    METRICS_FILE,
-    new_folder,
-    read_json,
-    write_json,
-    write_text,
-)
+from kerasdec.rundir import CHECKPOINT_DIR, CONFIG_FILE, FINISHED_FILE, METRICS_FILE
 
 log = logging.getLogger("experiments")
 
@@ -252,7 +244,7 @@ def check_data(rows: Sequence[Row]) -> None:
         FileNotFoundError, ValueError: from the dataset sources, naming the file or the count.
     """
     from kerasdec.data import sources
-    from kerasdec.training.trainer import require_both_classes
+    from kerasdec.training.run import require_both_classes
 
     for name, cfg in unique_runs(rows).items():
         for split in ("train", "test"):
@@ -299,7 +291,7 @@ def run_rows(rows: Sequence[Row], out: Path) -> list[dict[str, Any]]:
 def run_once(run_dir: Path, cfg: RunConfig) -> Path:
     """A finished run (finished.json) as it is; an interrupted one (config.json) resumed; else a new fit."""
     from kerasdec.training.checkpoint import latest_checkpoint
-    from kerasdec.training.trainer import fit
+    from kerasdec.training.fit import fit
 
     if (run_dir / FINISHED_FILE).is_file():
         log.info("%s finished before: kept", run_dir)

@@ -14,7 +14,7 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-if __package__:  # python -m experiments.severstal, kerasdec experiment severstal
+if __package__:  # python -m experiments.severstal
     from experiments import protocol
 else:  # python experiments/severstal.py
     import protocol

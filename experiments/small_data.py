@@ -25,8 +25,8 @@ import sys
 import time
 from pathlib import Path
 
+from kerasdec.files import write_json, write_text
 from kerasdec.recipes import SMALL_GEOMETRY, SMALL_JITTER, SMALL_MIN_LR
-from kerasdec.rundir import write_json, write_text
 
 HERE = Path(__file__).resolve().parent
 AUGMENT = ["--augment-geometry", SMALL_GEOMETRY, "--augment-jitter", str(SMALL_JITTER)]  # as small

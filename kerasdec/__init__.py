@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from kerasdec.config import DataConfig, RunConfig, TrainConfig
+from kerasdec.version import __version__
 
-__version__ = "0.1.0"
 __all__ = ["DataConfig", "RunConfig", "TrainConfig", "__version__", "load_model"]
 
 
@@ -19,11 +19,11 @@ def load_model(path: Any) -> Any:
 
     The model carries its training input size (``input_height``, ``input_width``), its channels and
     its decision ``threshold``. Imports TensorFlow. A truncated, corrupt or non-kerasdec file raises
-    ``kerasdec.deploy.modelfile.ModelFileError`` (a ValueError) naming the file.
+    ``kerasdec.models.saving.ModelFileError`` (a ValueError) naming the file.
 
     Example:
         >>> model = kerasdec.load_model("runs/synthetic-1/model_final.keras")
     """
-    from kerasdec.deploy.modelfile import load_model as load
+    from kerasdec.models.saving import load_model as load
 
     return load(path)

@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING
 import click
 
 from kerasdec.config import DISTRIBUTES  # no tensorflow
-from kerasdec.deploy.contract import TFLITE_MODES  # no tensorflow: --help stays fast
+from kerasdec.inference.contract import TFLITE_MODES  # no tensorflow: --help stays fast
+from kerasdec.presets import PROTOCOLS
 
 if TYPE_CHECKING:
     from kerasdec.config import RunConfig
@@ -75,7 +76,7 @@ def main(verbose: bool) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
 
 
-# Commands are defined below, one section each: fit, split, experiment, evaluate, predict, export, bench.
+# Commands are defined below, one section each: fit, split, evaluate, predict, export, bench.
 
 
 # ---------------------------------------------------------------------------------------------- fit
@@ -84,7 +85,7 @@ _DATA_FLAGS = ("root", "width", "height", "channels", "segmented", "fold", "cate
                "augment_geometry", "augment_jitter")
 _TRAIN_FLAGS = ("epochs", "steps", "lr", "optimizer", "delta", "batch_size", "dynamic_balance",
                 "gradient_adjustment", "precision", "jit", "validate_every", "distribute", "test_model",
-                "drop_last")
+                "drop_last", "deterministic")
 
 
 def _exclude(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple[str, ...] | None:
@@ -120,7 +121,7 @@ def build_fit_config(dataset: str, positives: int | None, protocol: str | None, 
               default="synthetic", show_default=True, help="Data source; sets the published defaults.")
 @click.option("--data-root", "root", type=click.Path(file_okay=False),
               help="Dataset folder (stored resolved). With --resume: where the run's data is now.")
-@click.option("--protocol", type=click.Choice(["icpr2020", "cis2021"]),
+@click.option("--protocol", type=click.Choice(PROTOCOLS),
               help="Which paper's settings to start from (default: ICPR 2020 where it has the dataset).")
 @click.option("--positives", type=click.IntRange(min=1),
               help="Positive training images to keep (default all).")
@@ -178,6 +179,9 @@ def build_fit_config(dataset: str, positives: int | None, protocol: str | None, 
               help="Drop an incomplete last training batch (default, as published) or keep it.")
 @click.option("--distribute", type=click.Choice(DISTRIBUTES),
               help="mirrored = all local GPUs; multiworker = the cluster in TF_CONFIG (README).")
+@click.option("--nondeterministic", "deterministic", flag_value=False, default=None,
+              help="Allow TensorFlow's faster nondeterministic arithmetic: the same command may then end "
+                   "in other weights (default: reproducible, docs/run-directory.md#reproducibility).")
 @click.option("--seed", type=int, help="Seeds splits, sampling, initialisation, synthetic data (default 0).")
 @click.option("--run-dir", type=click.Path(file_okay=False),
               help="Where to write the run (default runs/<dataset>-<time>); must not exist yet.")
@@ -201,7 +205,7 @@ def fit(dataset: str, positives: int | None, protocol: str | None, seed: int | N
             from kerasdec.training.cluster import check_new_run
 
             check_new_run(cfg.run_dir)
-    from kerasdec.training.trainer import fit as fit_run
+    from kerasdec.training.fit import fit as fit_run
 
     out = fit_run(cfg, resume=resume, data_root=flags["root"] if resume else None)
     click.echo(str(out))
@@ -232,31 +236,6 @@ def split(src: str, dst: str, to_json: bool) -> None:
     from kerasdec.data.splits import to_json as convert
 
     click.echo(str(convert(src, dst)))
-
-
-# --------------------------------------------------------------------------------------- experiment
-EXPERIMENTS = ("ksdd", "ksdd2", "dagm", "severstal", "ablation", "mixed")  # experiments/<name>.py
-
-
-@main.command(context_settings={"ignore_unknown_options": True, "help_option_names": []})
-@click.argument("name", type=click.Choice(EXPERIMENTS))
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def experiment(name: str, args: tuple[str, ...]) -> None:
-    """Run a paper protocol, experiments/NAME.py, with ARGS (`kerasdec experiment NAME --help`).
-
-    The protocols ship with the repository (experiments/ beside kerasdec/); see experiments/README.md.
-    """
-    import importlib
-    import sys
-    from pathlib import Path
-
-    checkout = Path(__file__).resolve().parents[1]
-    if not (checkout / "experiments" / f"{name}.py").is_file():
-        raise click.ClickException(f"{checkout / 'experiments'}: no {name}.py; the protocols ship with the "
-                                   "kerasdec repository: run from a checkout (pip install -e .)")
-    if str(checkout) not in sys.path:
-        sys.path.insert(0, str(checkout))
-    importlib.import_module(f"experiments.{name}").main(list(args))
 
 
 # ----------------------------------------------------------------------------------------- evaluate
@@ -416,7 +395,7 @@ def bench(dataset: str, width: int | None, height: int | None, channels: int | N
     """Time SegDecNet (training step, forward), the input pipeline and the exported files.
 
     Prints a Markdown table (medians over --repeats; FLOPs per image, achieved GFLOP/s and the share
-    of this machine's measured matmul rate); see kerasdec/bench_suite.py for what each row times.
+    of this machine's measured matmul rate); see kerasdec/bench/suite.py for what each row times.
     """
     from pathlib import Path
 
@@ -427,7 +406,7 @@ def bench(dataset: str, width: int | None, height: int | None, channels: int | N
             raise click.ClickException(f"{flag} {path} already exists; choose a new file "
                                        "(results are never overwritten)")
         if path is not None:
-            from kerasdec.rundir import check_writable
+            from kerasdec.files import check_writable
 
             check_writable(Path(path).absolute().parent, flag=flag)  # before minutes of benchmarking
     given = {"width": width, "height": height, "channels": channels}
@@ -445,7 +424,7 @@ def bench(dataset: str, width: int | None, height: int | None, channels: int | N
             DataConfig(width=w, height=h, channels=c)
     except ValueError as err:
         raise click.UsageError(str(err)) from err
-    from kerasdec.bench_suite import SuiteConfig
+    from kerasdec.bench.suite import SuiteConfig
 
     try:
         cfg = SuiteConfig(sizes=tuple(dict.fromkeys(shapes)), batch_size=batch_size,
@@ -454,8 +433,8 @@ def bench(dataset: str, width: int | None, height: int | None, channels: int | N
                           pipeline_images=4 if quick else 32, export=export)
     except ValueError as err:
         raise click.UsageError(str(err)) from err
-    from kerasdec.bench_suite import markdown_table, run_suite
-    from kerasdec.rundir import write_json, write_text
+    from kerasdec.bench.suite import markdown_table, run_suite
+    from kerasdec.files import write_json, write_text
 
     result = run_suite(cfg)
     table = markdown_table(result)

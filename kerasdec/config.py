@@ -144,6 +144,7 @@ class TrainConfig:
     test_model: str = "final"  # "best" = the best-validation model is tested (Severstal), else the final
     drop_last: bool = True  # drop an incomplete last training batch, as the published loader does
     distribute: str = "none"  # "mirrored": MirroredStrategy, local GPUs; "multiworker": the TF_CONFIG cluster
+    deterministic: bool = True  # reproducible arithmetic (kerasdec.determinism): same seed, same bits
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, f"epochs={self.epochs}; expected >= 1")

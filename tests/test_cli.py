@@ -100,7 +100,7 @@ def _fake_fit(error):
 def test_cli_turns_faults_into_one_line_and_exit_1(monkeypatch):
     import errno
 
-    import kerasdec.training.trainer as trainer
+    import kerasdec.training.fit as trainer
 
     runner = CliRunner()
     monkeypatch.setattr(trainer, "fit", _fake_fit(OSError(errno.ENOSPC, "Could not write /r/checkpoint/"
@@ -121,12 +121,12 @@ def test_bench_refuses_an_unwritable_json_folder_before_benchmarking(tmp_path, m
     import shutil
     import subprocess
 
-    import kerasdec.bench_suite
+    import kerasdec.bench.suite
 
     def run_suite(*args, **kwargs):
         raise AssertionError("benchmarked before checking --json")
 
-    monkeypatch.setattr(kerasdec.bench_suite, "run_suite", run_suite)
+    monkeypatch.setattr(kerasdec.bench.suite, "run_suite", run_suite)
     locked = tmp_path / "locked"
     locked.mkdir()
     lock = ["chattr", "+i", str(locked)]
@@ -145,7 +145,7 @@ def test_bench_refuses_an_unwritable_json_folder_before_benchmarking(tmp_path, m
 def test_optimizer_flag_reaches_the_compiled_model():
     import keras
 
-    from kerasdec.training.trainer import build_model
+    from kerasdec.training.model import build_model
 
     cfg = build_fit_config("synthetic", None, None, None, None, optimizer="adam", lr=0.002, width=64,
                            height=64)

@@ -178,7 +178,7 @@ def to_json(src: Path | str, dst: Path | str) -> Path:
         FileExistsError: ``dst`` exists (never overwritten).
         ValueError: ``src`` is not a readable split file (see :func:`read_raw`).
     """
-    from kerasdec.rundir import write_text
+    from kerasdec.files import write_text
 
     dst = Path(dst).resolve()
     if dst.exists():

@@ -25,12 +25,12 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from kerasdec.data import folder
 from kerasdec.data.samples import Sample
 from kerasdec.data.synthetic_render import render_sample
+from kerasdec.files import write_image
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ DEFAULT_CACHE = "~/.cache/kerasdec"  # cache folder when $KERASDEC_CACHE is not 
 
 
 def list_samples(root: Path | str | None, split: str, seed: int = 0,
-                 size: tuple[int, int] = DEFAULT_SIZE, **counts: int) -> list[Sample]:
+                 size: tuple[int, int] = DEFAULT_SIZE, channels: int = 1, **counts: int) -> list[Sample]:
     """Generate the dataset if needed (see ``ensure_dataset``) and list one split via ``folder``.
 
     Args:
@@ -49,29 +49,30 @@ def list_samples(root: Path | str | None, split: str, seed: int = 0,
         split: "train" or "test".
         seed: generation seed.
         size: (height, width) of the images.
+        channels: 1 (grey PNGs) or 3 (colour PNGs: each grey surface tinted).
         **counts: train_defect, train_ok, test_defect, test_ok (see ``ensure_dataset``).
 
     Returns:
         The samples of the split, as ``folder.list_samples`` names them.
     """
-    return folder.list_samples(ensure_dataset(root, seed, size, **counts), split)
+    return folder.list_samples(ensure_dataset(root, seed, size, channels=channels, **counts), split)
 
 
 def default_root(seed: int, size: tuple[int, int] = DEFAULT_SIZE, train_defect: int = 40,
-                 train_ok: int = 120, test_defect: int = 40, test_ok: int = 80) -> Path:
-    """$KERASDEC_CACHE (default ~/.cache/kerasdec) / synthetic-<seed>-<W>x<H>-<counts>-v<VERSION>.
+                 train_ok: int = 120, test_defect: int = 40, test_ok: int = 80, channels: int = 1) -> Path:
+    """$KERASDEC_CACHE (default ~/.cache/kerasdec) / synthetic-<seed>-<W>x<H>-<counts>-v<VERSION>[-rgb].
 
     The environment is read at call time.
     """
     cache = Path(os.environ.get("KERASDEC_CACHE", DEFAULT_CACHE)).expanduser()
     name = (f"synthetic-{seed}-{size[1]}x{size[0]}-{train_defect}+{train_ok}-{test_defect}+{test_ok}"
-            f"-v{VERSION}")
+            f"-v{VERSION}{'-rgb' if channels == 3 else ''}")
     return cache / name
 
 
 def ensure_dataset(root: Path | str | None = None, seed: int = 0, size: tuple[int, int] = DEFAULT_SIZE,
                    train_defect: int = 40, train_ok: int = 120, test_defect: int = 40,
-                   test_ok: int = 80) -> Path:
+                   test_ok: int = 80, channels: int = 1) -> Path:
     """Return a complete synthetic dataset folder, generating it first when it is not there.
 
     A folder holding ``dataset.json`` is complete and is reused as is (a warning is logged when it
@@ -85,6 +86,8 @@ def ensure_dataset(root: Path | str | None = None, seed: int = 0, size: tuple[in
         train_ok: defect-free training images (default 120).
         test_defect: defective test images (default 40).
         test_ok: defect-free test images (default 80).
+        channels: 1 (default) or 3 (each grey surface tinted by a random colour gain, so the PNGs hold
+            colour, as a real colour dataset's do).
 
     Returns:
         The dataset folder.
@@ -97,10 +100,12 @@ def ensure_dataset(root: Path | str | None = None, seed: int = 0, size: tuple[in
     if seed < 0 or min(train_defect, train_ok, test_defect, test_ok) < 0 or min(size) < 32:
         raise ValueError(f"seed={seed}, size={size}, counts={counts}; expected seed >= 0, "
                          "counts >= 0 and both sides of size >= 32")
+    if channels not in (1, 3):
+        raise ValueError(f"channels={channels}; expected 1 or 3")
     spec = {"generator": __name__, "version": VERSION, "seed": seed, "size": [int(s) for s in size],
-            "counts": counts}
+            "counts": counts, **({"channels": channels} if channels != 1 else {})}
     root = Path(root) if root is not None else default_root(seed, size, train_defect, train_ok,
-                                                            test_defect, test_ok)
+                                                            test_defect, test_ok, channels)
     if (root / MARKER).is_file():
         found = json.loads((root / MARKER).read_text(encoding="utf-8"))
         if found != spec:
@@ -142,13 +147,10 @@ def write_dataset(out: Path, spec: dict) -> None:
                 # One generator per image: an image does not depend on how many others precede it.
                 rng = np.random.default_rng([spec["seed"], split_index, int(defective), i])
                 image, label, _ = render_sample(rng, (height, width), defective)
-                _imwrite(out / split / cls / f"{cls}_{i:04d}.png", image)
+                if spec.get("channels", 1) == 3:  # (H, W, 3) BGR: the surface under a colour gain
+                    image = np.clip(image[..., None] * rng.uniform(0.8, 1.2, 3), 0, 255).astype(np.uint8)
+                write_image(out / split / cls / f"{cls}_{i:04d}.png", image)
                 if defective:
-                    _imwrite(out / split / folder.MASK_FOLDER / f"{cls}_{i:04d}.png", label)
+                    write_image(out / split / folder.MASK_FOLDER / f"{cls}_{i:04d}.png", label)
     (out / MARKER).write_text(json.dumps(spec, indent=1), encoding="utf-8")
 
-
-def _imwrite(path: Path, image: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), image):
-        raise OSError(f"cannot write {path}")

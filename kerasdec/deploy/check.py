@@ -12,13 +12,10 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-
-from kerasdec.deploy.runners import Runner
 
 logger = logging.getLogger(__name__)
 
@@ -59,11 +56,6 @@ class CheckReport:
         return (f"{self.artifact}: {self.flipped}/{self.images} decisions flipped (allowed "
                 f"{self.allowed_flips}), max |score error| {self.max_score_error:.3g}, mean "
                 f"{self.mean_score_error:.3g}, AP {ap} on the {self.held_out}")
-
-
-def score_batches(runner: Runner, batches: Iterable[np.ndarray]) -> np.ndarray:
-    """Scores (N,) of ``runner`` over batches of images at its input size."""
-    return np.concatenate([runner.predict(x)[0] for x in batches])
 
 
 def compare(artifact: str, scores: np.ndarray, reference: np.ndarray, labels: np.ndarray | None,

@@ -15,6 +15,7 @@ older than ``STALE_AFTER_S``) are removed by the next export into the same base 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -26,23 +27,17 @@ from typing import Any
 import numpy as np
 
 from kerasdec.deploy import data as export_data
-from kerasdec.deploy.contract import METADATA_FILE, ModelInfo
-from kerasdec.rundir import (
-    TMP_PREFIX,
-    fsync_dir,
-    model_path,
-    read_json,
-    read_run_config,
-    remove,
-    tested_model,
-    write_json,
-)
+from kerasdec.determinism import deterministic
+from kerasdec.files import TMP_PREFIX, fsync_dir, read_json, remove, write_json
+from kerasdec.inference.contract import METADATA_FILE, ModelInfo
+from kerasdec.rundir import model_path, read_run_config, tested_model
 
 logger = logging.getLogger(__name__)
 
 STALE_AFTER_S = 600  # a hidden export folder older than this whose process is gone is removed
 
 
+@deterministic()  # the same inputs give the same scores, whatever the load
 def export_source(source: Path | str, base_dir: Path | str, *, which: str | None = None,
                   version: int | None = None, tflite_modes: Sequence[str] = (),
                   threshold: float | None = None, data_root: Path | str | None = None,
@@ -89,19 +84,18 @@ def export_source(source: Path | str, base_dir: Path | str, *, which: str | None
         raise ValueError(f"--tflite {'/'.join(m for m in modes if m in QUANTISED)} needs the training and "
                          f"held-out images of a run, but {model_file} has no config.json beside it; "
                          "export the run directory instead")
-    from kerasdec.deploy.modelfile import load_model, read_model_config
-    from kerasdec.deploy.runners import keras_info
+    from kerasdec.inference import runners
+    from kerasdec.models.saving import read_model_config
 
     read_model_config(model_file)  # a truncated or foreign file fails before any slow step
     base = prepare_base(base_dir, version)
     calibration, held_out = _export_images(cfg, data_root, modes, calibration_count, check_count)
-    model = load_model(model_file)
-    info = keras_info(model, model_file, threshold, (height, width) if height and width else None)
-    info = ModelInfo(info.height, info.width, info.channels, info.threshold, info.threshold_from,
-                     cfg.data.dataset if cfg is not None else None)
+    size = (height, width) if height and width else None
+    keras = runners.load(model_file, threshold=threshold, size_hw=size)
+    info = dataclasses.replace(keras.info, dataset=cfg.data.dataset if cfg is not None else None)
     held_out = held_out or export_data.probe_images(info.height, info.width, info.channels)
     extra = {"source": str(Path(source).resolve()), "model_file": str(model_file.resolve())}
-    return _build_and_publish(model, info, base, version, modes, calibration, held_out, extra)
+    return _build_and_publish(keras.model, info, base, version, modes, calibration, held_out, extra)
 
 
 def _export_images(cfg: Any, data_root: Path | str | None, modes: Sequence[str], calibration_count: int,
@@ -190,15 +184,15 @@ def build_version(model: Any, info: ModelInfo, staging: Path, work: Path, name: 
                   extra: dict[str, Any]) -> dict[str, Path]:
     """Write and self-check every artifact of one version into ``staging``; returns the .tflite paths."""
     from kerasdec.deploy import check, tflite
-    from kerasdec.deploy.runners import KerasRunner, SavedModelRunner, TFLiteRunner
     from kerasdec.deploy.saved_model import write_saved_model
     from kerasdec.deploy.warmup import write_warmup
+    from kerasdec.inference.runners import KerasRunner, SavedModelRunner, TFLiteRunner, predict_batches
 
     write_saved_model(model, staging, info, extra)
-    reference = check.score_batches(KerasRunner(model, info), held_out.batches)
+    reference, _ = predict_batches(KerasRunner(model, info), held_out.batches)
 
     def checked(artifact: str, runner: Any) -> dict[str, Any]:
-        scores = check.score_batches(runner, held_out.batches)
+        scores, _ = predict_batches(runner, held_out.batches)
         report = check.compare(artifact, scores, reference, held_out.labels, info.threshold,
                                held_out.description)
         return check.require_passed(report).to_dict()

@@ -1,6 +1,6 @@
 """``kerasdec predict``: score new images of any size with any artifact; scores.csv + overlays.
 
-The model is a run directory, a .keras file, a SavedModel or a .tflite file (kerasdec/deploy/
+The model is a run directory, a .keras file, a SavedModel or a .tflite file (kerasdec/inference/
 runners.py); all are fed the same way: each image is read as grayscale or colour as the model needs,
 resized (bilinear, as in training) to the model's input size, scored, and its heatmap is mapped back
 to the image's ORIGINAL size for the overlay. A file that cannot be read (corrupt, unreadable, a
@@ -26,8 +26,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from kerasdec.deploy.runners import Runner, load_runner
-from kerasdec.rundir import atomic_path, write_bytes, write_text
+from kerasdec.determinism import deterministic
+from kerasdec.files import atomic_path, write_image, write_text
+from kerasdec.inference import runners
+from kerasdec.inference.runners import Runner
 
 logger = logging.getLogger(__name__)
 
@@ -124,14 +126,12 @@ def score_batch(batch: list[tuple[Path, str]], runner: Runner, out_dir: Path) ->
         decision = int(score >= runner.info.threshold)
         picture = overlay(image, heatmap)  # (h, w, 3) BGR at the original size
         put_label(picture, f"{score:.3f} {'DEFECT' if decision else 'ok'}")
-        ok, encoded = cv2.imencode(".png", picture)
-        if not ok:
-            raise ValueError(f"could not encode the overlay of {path}")
-        write_bytes(out_dir / name, encoded.tobytes())
+        write_image(out_dir / name, picture)
         rows.append([str(path), repr(float(score)), str(decision), name, ""])
     return rows
 
 
+@deterministic()  # the same inputs give the same scores, whatever the load
 def predict(model_path: Path | str, inputs: Sequence[Path | str], out_dir: Path | str, *,
             threshold: float | None = None, width: int | None = None, height: int | None = None,
             allow_other_size: bool = False, batch_size: int = 8, log_every: int = 100,
@@ -139,7 +139,7 @@ def predict(model_path: Path | str, inputs: Sequence[Path | str], out_dir: Path 
     """Score images with a trained model and write scores.csv and overlays into a new folder.
 
     Args:
-        model_path: run directory, .keras file, SavedModel folder or .tflite file (``load_runner``).
+        model_path: run directory, .keras file, SavedModel folder or .tflite file (``runners.load``).
         inputs: image files and/or folders (searched recursively for IMAGE_SUFFIXES).
         out_dir: created; must not exist or be empty.
         threshold: decision threshold on the score; default: the model's stored one.
@@ -169,7 +169,7 @@ def predict(model_path: Path | str, inputs: Sequence[Path | str], out_dir: Path 
         raise ValueError(f"batch_size={batch_size}; expected >= 1")
     check_out(out)
     size = (height, width) if height is not None and width is not None else None
-    runner = load_runner(model_path, threshold=threshold, size_hw=size, allow_other_size=allow_other_size)
+    runner = runners.load(model_path, threshold=threshold, size_hw=size, allow_other_size=allow_other_size)
     check_out(out)  # again: loading takes a while
     info = runner.info
     logger.info("scoring %d images with %s (input %dx%d, %d channel(s), threshold %.6g from %s)", len(paths),

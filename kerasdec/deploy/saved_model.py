@@ -1,6 +1,6 @@
 """Write a SegDecNet as a TF Serving SavedModel with three signatures, and read one back.
 
-Signatures (names and rules in kerasdec/deploy/contract.py, computation in signatures.py):
+Signatures (names and rules in kerasdec/inference/contract.py, computation in signatures.py):
 
 - ``serving_default``: ``image`` float32 in [0, 1], (B, H, W, C) or (B, H, W) for grayscale, any
   H × W (resized in the graph to the trained size) → score, is_defective, heatmap (at the request's
@@ -24,9 +24,9 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-import kerasdec
 from kerasdec.deploy import signatures
-from kerasdec.deploy.contract import (
+from kerasdec.files import write_json
+from kerasdec.inference.contract import (
     INPUT_BYTES,
     INPUT_IMAGE,
     INPUT_METADATA,
@@ -41,7 +41,7 @@ from kerasdec.deploy.contract import (
     image_rule,
 )
 from kerasdec.models.rowconv import native_convolutions
-from kerasdec.rundir import read_json, write_json
+from kerasdec.version import __version__
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ def metadata(info: ModelInfo, extra: dict[str, Any]) -> dict[str, Any]:
     """metadata.json of a SavedModel version: ``info`` plus versions, signatures and ``extra``."""
     meta: dict[str, Any] = {
         "format": "tf_saved_model", **info.to_dict(),
-        "kerasdec_version": kerasdec.__version__, "tensorflow_version": tf.__version__,
+        "kerasdec_version": __version__, "tensorflow_version": tf.__version__,
         "keras_version": keras.__version__,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "signatures": {SIGNATURE_IMAGE: image_rule(info.channels), SIGNATURE_BYTES: bytes_rule(),
@@ -100,20 +100,6 @@ def metadata(info: ModelInfo, extra: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(f"metadata keys {clash} would replace keys written by the exporter; expected "
                          "other names")
     return {**meta, **extra}
-
-
-def read_metadata(folder: Path | str) -> dict[str, Any]:
-    """The metadata.json of an exported SavedModel version folder (or of a .tflite: its own file).
-
-    Raises:
-        FileNotFoundError: no metadata.json (the folder was not written by kerasdec export).
-        ValueError: the file is corrupt (message names it).
-    """
-    path = Path(folder) / METADATA_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found; expected a version folder written by kerasdec export "
-                                f"(saved_model.pb + {METADATA_FILE})")
-    return read_json(path)
 
 
 def _archive(model: keras.Model, info: ModelInfo) -> keras.export.ExportArchive:
@@ -142,4 +128,4 @@ def _metadata_outputs(info: ModelInfo) -> dict[str, tf.Tensor]:
             "input_width": tf.constant(info.width, tf.int32),
             "input_channels": tf.constant(info.channels, tf.int32),
             "dataset": tf.constant(info.dataset or "", tf.string),
-            "kerasdec_version": tf.constant(kerasdec.__version__, tf.string)}
+            "kerasdec_version": tf.constant(__version__, tf.string)}

@@ -5,7 +5,7 @@ default oneDNN kernels a convolution fed a tensor of the wrong rank does not rai
 process (``Check failed ... MklConvOp``, exit 134), taking the model server down for every client.
 So the signatures accept an input of unknown rank and shape, and every op after the checks depends
 on them (control dependencies): a malformed request is an ``InvalidArgumentError`` whose message
-states the rule (kerasdec/deploy/contract.py) and what was received, raised before any convolution.
+states the rule (kerasdec/inference/contract.py) and what was received, raised before any convolution.
 
 Decoding bytes as training does (``cv2.imdecode``, IMREAD_GRAYSCALE or IMREAD_COLOR): a PNG is
 decoded by libpng in both (its own RGB → gray), a JPEG by libjpeg with the accurate integer DCT
@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from kerasdec.deploy.contract import bytes_rule, image_rule
+from kerasdec.inference.contract import bytes_rule, image_rule
 
 # OpenCV's BMP reader, RGB → gray for 8-bit images: (4899 R + 9617 G + 1868 B + 2^13) >> 14.
 BMP_GRAY_WEIGHTS = (4899, 9617, 1868)

@@ -2,7 +2,7 @@
 
 The converted function is the network alone at the trained size (``signatures.core_outputs``:
 score (1,), decision (1,), seg (1, H/8, W/8)); request checks and resizing stay in the SavedModel
-and in the runner (kerasdec/deploy/runners.py), which refuses any other input shape. Conversion goes
+and in the runner (kerasdec/inference/runners.py), which refuses any other input shape. Conversion goes
 through a temporary SavedModel and ``TFLiteConverter.from_saved_model`` (``from_concrete_functions``
 gave wrong outputs). Modes (``MODES``):
 
@@ -30,8 +30,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from kerasdec.deploy.contract import INPUT_IMAGE, SIGNATURE_IMAGE, TFLITE_MODES, ModelInfo
 from kerasdec.deploy.signatures import core_outputs
+from kerasdec.inference.contract import INPUT_IMAGE, SIGNATURE_IMAGE, TFLITE_MODES, ModelInfo
 
 logger = logging.getLogger(__name__)
 

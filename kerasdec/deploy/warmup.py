@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kerasdec.deploy.contract import INPUT_IMAGE, SIGNATURE_IMAGE, ModelInfo
+from kerasdec.inference.contract import INPUT_IMAGE, SIGNATURE_IMAGE, ModelInfo
 
 logger = logging.getLogger(__name__)
 

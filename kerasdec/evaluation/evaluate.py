@@ -3,7 +3,8 @@
 ``evaluate_model`` is what ``kerasdec fit`` runs on the test split at the end of training;
 ``evaluate_run`` (``kerasdec evaluate RUN_DIR``) reloads a run's model and does the same into a new
 folder of the run, so the two give the same numbers for the same model and split (up to the float32
-rounding jitter of TensorFlow's CPU kernels between calls, ~1e-7 on a score).
+rounding jitter of TensorFlow's CPU kernels between calls, ~1e-7 on a score). Every file is written
+under a temporary name and renamed (kerasdec.files): a kill leaves whole files or none.
 """
 
 from __future__ import annotations
@@ -23,38 +24,25 @@ import numpy as np
 
 from kerasdec.config import DataConfig
 from kerasdec.data.samples import Sample
-from kerasdec.deploy.contract import DEFAULT_THRESHOLD, ModelInfo
-from kerasdec.deploy.runners import KerasRunner, Runner, sigmoid  # noqa: F401  (sigmoid: public here too)
+from kerasdec.determinism import deterministic
 from kerasdec.evaluation.metrics import image_metrics
 from kerasdec.evaluation.report import ImageRow, write_index
+from kerasdec.files import new_folder, write_image, write_json, write_text
+from kerasdec.inference.runners import as_runner, load, predict_batches
 from kerasdec.rundir import (
     CONFIG_FILE,
     METRICS_FILE,
     RESULTS_FILE,
     evaluation_folder,
     model_path,
-    new_folder,
     read_run_config,
     tested_model,
-    write_json,
-    write_text,
 )
 
 logger = logging.getLogger(__name__)
 
 OUTPUT_FILES = (METRICS_FILE, RESULTS_FILE, "pr_curve.png", "roc_curve.png", "index.html")
 FIGURES_DIR = "figures"
-
-
-def as_runner(model: Any, data_cfg: DataConfig) -> Runner:
-    """A runner (kerasdec/deploy/runners.py) as is; a Keras model wrapped to run at data_cfg's size."""
-    if hasattr(model, "info") and hasattr(model, "source"):
-        return model
-    threshold = getattr(model, "threshold", None)
-    info = ModelInfo(data_cfg.height, data_cfg.width, data_cfg.channels,
-                     DEFAULT_THRESHOLD if threshold is None else threshold,
-                     "default" if threshold is None else "model")
-    return KerasRunner(model, info)
 
 
 def predict_samples(model: Any, samples: Sequence[Sample], data_cfg: DataConfig, batch_size: int
@@ -65,9 +53,8 @@ def predict_samples(model: Any, samples: Sequence[Sample], data_cfg: DataConfig,
     """
     from kerasdec.data.pipeline import make_eval_dataset
 
-    runner = as_runner(model, data_cfg)
-    outputs = [runner.predict(np.asarray(x)) for x, _, _ in make_eval_dataset(samples, data_cfg, batch_size)]
-    return np.concatenate([s for s, _ in outputs]), np.concatenate([h for _, h in outputs])
+    runner = as_runner(model, (data_cfg.height, data_cfg.width))
+    return predict_batches(runner, make_eval_dataset(samples, data_cfg, batch_size))
 
 
 def outcome(label: bool, decision: bool) -> str:
@@ -130,8 +117,7 @@ def _pixels_and_figures(samples: Sequence[Sample], heatmaps: np.ndarray, scores:
         if i in figure_ids:
             figures[i] = _figure_name(i, sample.name)
             figure = _draw(sample, image, mask, heatmaps[i], float(scores[i]), tags[i], threshold, data_cfg)
-            if not cv2.imwrite(str(out / figures[i]), figure):  # False, not an exception, on a full disk
-                raise OSError(f"could not write {out / figures[i]} (disk full or not writable?)")
+            write_image(out / figures[i], figure)
     if not with_pixels:
         return {}, figures
     try:
@@ -150,6 +136,7 @@ def _write_results(path: Path, samples: Sequence[Sample], scores: np.ndarray, de
     write_text(path, table.getvalue())
 
 
+@deterministic()  # the same inputs give the same scores, whatever the load
 def evaluate_model(model: Any, samples: Sequence[Sample], data_cfg: DataConfig, out_dir: Path | str, *,
                    batch_size: int = 8, n_figures: int = 20, seed: int = 0,
                    record: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -160,7 +147,7 @@ def evaluate_model(model: Any, samples: Sequence[Sample], data_cfg: DataConfig, 
     roc_curve.png, figures/ (every FP and FN plus ``n_figures`` seeded correct images) and index.html.
 
     Args:
-        model: a runner (kerasdec/deploy/runners.py) or a SegDecNet.
+        model: a runner (kerasdec/inference/runners.py) or a SegDecNet.
         samples: the images to evaluate; both classes must be present.
         data_cfg: the input size, channels and targets the model was trained with.
         out_dir: created if missing; may hold other files (a run directory) but none of OUTPUT_FILES.
@@ -229,7 +216,7 @@ def evaluate_run(run_dir: Path | str, *, data_root: Path | str | None = None, sp
         OSError: the run directory is read-only or the disk is full (no folder is left behind).
     """
     from kerasdec.data.sources import load_split, validation_split
-    from kerasdec.deploy.modelfile import read_model_config
+    from kerasdec.models.saving import read_model_config
 
     run = Path(run_dir)
     which = tested_model(run) if which is None else which
@@ -250,7 +237,8 @@ def evaluate_run(run_dir: Path | str, *, data_root: Path | str | None = None, sp
     samples = load_split(data_cfg, used, cfg.seed)
     out = new_folder(run, evaluation_folder(used, which))  # before the slow steps: a read-only run fails now
     try:
-        runner = _run_model(model_path(run, which), data_cfg)
+        # At the run's input size (its data is prepared at that size); the threshold is the evaluation's own.
+        runner = load(model_path(run, which), size_hw=(data_cfg.height, data_cfg.width), need_threshold=False)
         evaluate_model(runner, samples, data_cfg, out, batch_size=batch_size or cfg.train.batch_size,
                        n_figures=n_figures, seed=cfg.seed)
     except BaseException:
@@ -258,14 +246,3 @@ def evaluate_run(run_dir: Path | str, *, data_root: Path | str | None = None, sp
         raise
     return out
 
-
-def _run_model(model_file: Path, data_cfg: DataConfig) -> KerasRunner:
-    """A run's model file as a runner at the run's input size (its data is prepared at that size)."""
-    from kerasdec.deploy.modelfile import load_model
-    from kerasdec.deploy.runners import keras_info
-
-    model = load_model(model_file)
-    stored = getattr(model, "threshold", None)  # not used by the evaluation: no warning when missing
-    threshold = DEFAULT_THRESHOLD if stored is None else stored
-    info = keras_info(model, model_file, threshold, (data_cfg.height, data_cfg.width))
-    return KerasRunner(model, info, f"Keras model {model_file}")

@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from kerasdec.evaluation.metrics import pr_points, roc_points
+from kerasdec.files import atomic_path
 
 logger = logging.getLogger(__name__)
 
@@ -120,7 +121,7 @@ def _new_figure(size: tuple[float, float] = (4.5, 4.5)) -> Any:
 
 def plot_curves(labels: Sequence[Any], scores: Sequence[float], metrics: dict[str, Any],
                 out_dir: Path | str) -> tuple[Path, Path]:
-    """Write pr_curve.png (step-wise, with the F-best point) and roc_curve.png into ``out_dir``.
+    """Write pr_curve.png (step-wise, with the F-best point) and roc_curve.png into ``out_dir`` (atomically).
 
     Args:
         labels: 0/1 ground truth per image.
@@ -144,7 +145,8 @@ def plot_curves(labels: Sequence[Any], scores: Sequence[float], metrics: dict[st
     ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1.01), ylim=(0, 1.01), title="Precision-recall")
     ax.legend(loc="lower left")
     figure.tight_layout()
-    figure.savefig(out / "pr_curve.png")
+    with atomic_path(out / "pr_curve.png") as tmp:
+        figure.savefig(tmp)
     figure = _new_figure()
     ax = figure.add_subplot()
     ax.plot(fpr, tpr, label=f"AUC = {metrics['auc']:.4f}")
@@ -153,5 +155,6 @@ def plot_curves(labels: Sequence[Any], scores: Sequence[float], metrics: dict[st
            title="ROC")
     ax.legend(loc="lower right")
     figure.tight_layout()
-    figure.savefig(out / "roc_curve.png")
+    with atomic_path(out / "roc_curve.png") as tmp:
+        figure.savefig(tmp)
     return out / "pr_curve.png", out / "roc_curve.png"

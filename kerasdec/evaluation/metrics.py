@@ -139,12 +139,6 @@ def average_precision(labels: Sequence[Any], scores: Sequence[float]) -> float:
     return ap_from_curve(tps, fps)
 
 
-def roc_auc(labels: Sequence[Any], scores: Sequence[float]) -> float:
-    """Area under the ROC curve (trapezoids over tie groups), equal to ``sklearn.metrics.roc_auc_score``."""
-    _, tps, fps = score_curve(labels, scores)
-    return auc_from_curve(tps, fps)
-
-
 def pr_points(labels: Sequence[Any], scores: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
     """(recall, precision) of every operating point, starting at recall 0 / precision 1 (for plotting)."""
     _, tps, fps = score_curve(labels, scores)

@@ -12,7 +12,6 @@ value is at or above that threshold.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
 
 import numpy as np
 
@@ -86,11 +85,3 @@ class PixelMetrics:
             "n_pixel_images": self.n_images,
         }
 
-
-def pixel_metrics(masks: Iterable[np.ndarray], heatmaps: Iterable[np.ndarray], *, bins: int = 10_000
-                  ) -> dict[str, float | int]:
-    """Pixel AP / AUC / best Dice over pairs of (mask, heatmap) of equal size; see ``PixelMetrics``."""
-    acc = PixelMetrics(bins)
-    for mask, heatmap in zip(masks, heatmaps, strict=True):
-        acc.update(mask, heatmap)
-    return acc.result()

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kerasdec.files import write_text
 from kerasdec.rundir import METRICS_FILE, RESULTS_FILE
 
 logger = logging.getLogger(__name__)
@@ -79,7 +80,7 @@ def _links(out: Path, names: Sequence[str]) -> str:
 
 def write_index(out_dir: Path | str, rows: Sequence[ImageRow], metrics: dict[str, Any], *,
                 title: str = "kerasdec evaluation") -> Path:
-    """Write ``out_dir/index.html``.
+    """Write ``out_dir/index.html`` (atomically).
 
     Args:
         out_dir: the evaluation folder; curve images and data files are linked only if present.
@@ -117,6 +118,4 @@ def write_index(out_dir: Path | str, rows: Sequence[ImageRow], metrics: dict[str
 {chr(10).join(_image_row(r) for r in rows)}
 </tbody></table></body></html>
 """
-    path = out / "index.html"
-    path.write_text(page, encoding="utf-8")
-    return path
+    return write_text(out / "index.html", page)

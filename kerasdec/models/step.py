@@ -96,7 +96,11 @@ class SegDecTrainingMixin:
         loss = seg_w * seg_loss + cls_w * cls_loss
         return {"loss": loss, "seg_loss": seg_loss, "cls_loss": cls_loss, "lambda": seg_w}, loss
 
-    def _record_step(self, values: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+    def record_step(self, values: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        """Add one step's values (``compute_step_gradients``' second result) to the epoch's trackers;
+        returns the running means, the logs of the step. Called by ``train_step``, ``test_step`` and
+        the multi-worker loop (after it summed the values over the workers).
+        """
         # Tracker variables are summed over replicas when read: scale the per-replica sums by the
         # replica count so the epoch mean is the mean of global-batch sums (λ is the same everywhere).
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
@@ -117,9 +121,9 @@ class SegDecTrainingMixin:
         """One SGD step on the summed, weighted loss (loss-scaled under mixed_float16)."""
         gradients, values = self.compute_step_gradients(data)
         self.optimizer.apply(gradients, self.trainable_variables)
-        return self._record_step(values)
+        return self.record_step(values)
 
     def test_step(self, data: Any) -> dict[str, tf.Tensor]:
         """The same losses as train_step, without updating anything but the trackers."""
         values, _ = self._step_losses(data, training=False)
-        return self._record_step(values)
+        return self.record_step(values)

@@ -20,7 +20,8 @@ from typing import Any
 import keras
 import numpy as np
 
-from kerasdec.rundir import TMP_PREFIX, atomic_path, read_json, remove
+from kerasdec.files import TMP_PREFIX, atomic_path, read_json, remove
+from kerasdec.models.saving import model_bytes
 
 log = logging.getLogger(__name__)
 
@@ -42,11 +43,6 @@ def latest_checkpoint(folder: Path) -> Path | None:
     found = [(int(m.group(1)), p) for p in folder.iterdir() if p.is_dir()
              and (m := _EPOCH_FOLDER.fullmatch(p.name))] if folder.is_dir() else []
     return max(found)[1] if found else None
-
-
-def model_bytes(model: keras.Model) -> int:
-    """The size of the model's variables in bytes (what a checkpoint or a .keras file needs, about)."""
-    return int(sum(np.prod(v.shape) * np.dtype(v.dtype).itemsize for v in model.variables))
 
 
 def save_state(model: keras.Model, folder: Path, state: dict[str, Any]) -> Path:

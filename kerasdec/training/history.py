@@ -15,7 +15,7 @@ from typing import Any
 
 import keras
 
-from kerasdec.rundir import atomic_path, write_text
+from kerasdec.files import atomic_path, write_text
 
 
 class HistoryLog(keras.callbacks.Callback):

@@ -5,10 +5,9 @@ Keras 3's ``model.fit`` fails under ``tf.distribute.MultiWorkerMirroredStrategy`
 SegDecNet's own step in a small loop: every worker computes the gradients of the summed loss of ITS
 share of the global batch (``SegDecNet.compute_step_gradients``), ``strategy.run`` sums gradients and
 losses over the workers (collective all-reduce over gRPC), and each worker applies the same update to
-its own copy of the model. The per-epoch work is the normal trainer's: the same callbacks
-(``trainer.training_callbacks``: sampler epoch, λ, gradient multiplier, non-finite guard, validation,
-history, checkpoint, TensorBoard) driven through a ``keras.callbacks.CallbackList``, and
-``trainer.finish_run``.
+its own copy of the model. Everything else is the run lifecycle of run.py, as on one machine: the
+same callbacks (sampler epoch, λ, gradient multiplier, non-finite guard, validation, history,
+checkpoint, TensorBoard), here driven through a ``keras.callbacks.CallbackList``, and the same finish.
 
 The model lives outside the strategy's scope (plain variables, identical on every worker: same seed,
 and the chief's weights are broadcast once), so validation, saving and the evaluation are those of a
@@ -21,9 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import shutil
 import signal
-import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -31,12 +28,12 @@ import keras
 import tensorflow as tf
 
 from kerasdec.config import RunConfig
-from kerasdec.models.rowconv import released_custom_gradients
-from kerasdec.recipes import resolve_epochs
-from kerasdec.rundir import check_writable, read_run_config, resolve_paths
-from kerasdec.training import trainer
+from kerasdec.rundir import read_run_config
+from kerasdec.training import run
 from kerasdec.training.cluster import TIMEOUT_ENV, Cluster, check_new_run, read_cluster
-from kerasdec.training.resume import Progress, adopt_data, open_resumed, restore
+from kerasdec.training.model import build_model
+from kerasdec.training.resume import Progress
+from kerasdec.training.run import RunData
 
 log = logging.getLogger(__name__)
 
@@ -54,62 +51,44 @@ def requested(cfg: RunConfig, resume: Path | str | None) -> bool:
 
 def fit(cfg: RunConfig, *, resume: Path | str | None = None, data_root: Path | str | None = None,
         callbacks: Sequence[keras.callbacks.Callback] = ()) -> Path:
-    """``trainer.fit`` for one worker of the TF_CONFIG cluster; returns the (chief's) run directory.
+    """``fit.fit`` for one worker of the TF_CONFIG cluster; returns the (chief's) run directory.
 
     Raises:
         ValueError: a malformed TF_CONFIG or KERASDEC_CLUSTER_TIMEOUT, a port in use, no --run-dir;
-            everything ``trainer.fit`` raises.
+            everything ``fit.fit`` raises.
         ConnectionError: the peers were not reachable within the timeout, or a worker died.
     """
-    if resume is not None:
-        cluster, timeout = read_cluster()  # before TensorFlow runs: bad settings fail in a second
-        run_dir, cfg = open_resumed(resume, data_root, tidy=cluster.is_chief)
-    else:
-        cluster, timeout = check_new_run(cfg.run_dir)
-        cfg = resolve_paths(cfg)
-        run_dir = Path(cfg.run_dir)
-        if cluster.is_chief:
-            trainer.check_run_dir_free(cfg.run_dir)
-            check_writable(run_dir.parent)
+    # The cluster and the run's folder are checked before TensorFlow runs: bad settings fail in a second.
+    cluster, timeout = read_cluster() if resume is not None else check_new_run(cfg.run_dir)
+    start = run.open_run(cfg, resume, data_root, is_chief=cluster.is_chief)
     try:
-        return _run(cluster, timeout, cfg, run_dir, resume, data_root, callbacks)
+        with startup_watchdog(cluster, timeout):
+            strategy = make_strategy(cluster, timeout)
+        log.info("Worker %d of %d (%s, chief: %s)", cluster.rank, len(cluster.workers), cluster.address,
+                 cluster.is_chief)
+        return run.run(start, StrategyLoop(cluster, strategy), callbacks)
     except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.AbortedError) as err:
         raise ConnectionError(
             f"Worker {cluster.rank} ({cluster.address}) lost its peers or did not reach them within "
             f"{timeout:g} s ({TIMEOUT_ENV}): {type(err).__name__}: {err.message.splitlines()[0]}; restart "
-            f"every worker with `kerasdec fit --resume {run_dir}`") from err
+            f"every worker with `kerasdec fit --resume {start.run_dir or start.cfg.run_dir}`") from err
 
 
-def _run(cluster: Cluster, timeout: float, cfg: RunConfig, run_dir: Path, resume: Path | str | None,
-         data_root: Path | str | None, callbacks: Sequence[keras.callbacks.Callback]) -> Path:
-    with startup_watchdog(cluster, timeout):
-        strategy = make_strategy(cluster, timeout)
-    log.info("Worker %d of %d (%s, chief: %s)", cluster.rank, len(cluster.workers), cluster.address,
-             cluster.is_chief)
-    with trainer.precision_policy(cfg.train.precision), released_custom_gradients():
-        keras.utils.set_random_seed(cfg.seed)
-        data = trainer.prepare_data(cfg, shard=(cluster.rank, len(cluster.workers)))
-        if resume is None:  # on every worker alike: they must agree on the number of epochs
-            cfg = resolve_epochs(cfg, data.sampler.epoch_size)  # --steps → epochs, as trainer.fit does
-        if resume is None and cluster.is_chief:
-            run_dir, cfg = trainer.create_run(cfg, data.manifest)
-        elif resume is not None:
-            adopt_data(run_dir, cfg, data.manifest, moved=cluster.is_chief and data_root is not None)
-        model = trainer.build_model(cfg)
-        progress = restore(model, run_dir, data.sampler) if resume is not None else Progress()
-        broadcast_from_chief(strategy, model, cluster.is_chief)
-        if progress.epoch < cfg.train.epochs:
-            out_dir = run_dir if cluster.is_chief else Path(tempfile.mkdtemp(prefix="kerasdec-worker-"))
-            try:
-                own = trainer.training_callbacks(cfg, out_dir, data, progress)
-                train_epochs(model, make_train_step(model, strategy), data, cfg, progress,
-                             [*own, *callbacks])
-            finally:
-                if not cluster.is_chief:
-                    shutil.rmtree(out_dir, ignore_errors=True)
-        if not cluster.is_chief:
-            return run_dir
-        return trainer.finish_run(model, run_dir, cfg, data.test, data.sampler)
+class StrategyLoop:
+    """A ``run.Loop``: the model outside the strategy's scope, each step summed over the workers."""
+
+    def __init__(self, cluster: Cluster, strategy: tf.distribute.Strategy) -> None:
+        self.strategy = strategy
+        self.shard = (cluster.rank, len(cluster.workers))
+        self.is_chief = cluster.is_chief
+
+    def build(self, cfg: RunConfig) -> keras.Model:
+        return build_model(cfg)  # plain variables, identical on every worker (same seed)
+
+    def train(self, model: keras.Model, data: RunData, cfg: RunConfig, progress: Progress,
+              callbacks: list[keras.callbacks.Callback]) -> None:
+        broadcast_from_chief(self.strategy, model, self.is_chief)  # the chief's (restored) weights
+        train_epochs(model, make_train_step(model, self.strategy), data, cfg, progress, callbacks)
 
 
 @contextlib.contextmanager
@@ -193,16 +172,15 @@ def make_train_step(model: keras.Model, strategy: tf.distribute.Strategy):
     def step(batch):
         gradients, values = _local(strategy, strategy.run(summed_gradients, args=(batch,)))
         model.optimizer.apply(gradients, variables)
-        return model._record_step(values)  # global-batch sums, as on one machine
+        return model.record_step(values)  # global-batch sums, as on one machine
 
     return step
 
 
-def train_epochs(model: keras.Model, step, data: trainer.RunData, cfg: RunConfig, progress: Progress,
+def train_epochs(model: keras.Model, step, data: RunData, cfg: RunConfig, progress: Progress,
                  callbacks: list[keras.callbacks.Callback]) -> None:
     """The epochs from ``progress.epoch`` on, calling the callbacks where ``model.fit`` would."""
     hooks = keras.callbacks.CallbackList(callbacks, model=model)
-    data.sampler.current_epoch = progress.epoch
     logs: dict[str, float] = {}
     hooks.on_train_begin()
     for epoch in range(progress.epoch, cfg.train.epochs):

@@ -11,14 +11,13 @@ import keras
 
 from kerasdec.config import RunConfig
 from kerasdec.data.sampling import FrequencySampler
+from kerasdec.files import read_json, remove_temporaries
 from kerasdec.rundir import (
     CHECKPOINT_DIR,
     CONFIG_FILE,
     FINISHED_FILE,
     SAMPLES_FILE,
-    read_json,
     read_run_config,
-    remove_temporaries,
     write_run_config,
 )
 from kerasdec.training.checkpoint import load_state

@@ -17,10 +17,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from kerasdec.deploy.runners import sigmoid
 from kerasdec.evaluation.figures import overlay as figure_overlay
 from kerasdec.evaluation.metrics import average_precision
-from kerasdec.rundir import atomic_path
+from kerasdec.inference.runners import sigmoid
+from kerasdec.models.saving import save_model
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +61,7 @@ class ValidateAP(keras.callbacks.Callback):
         log.info("epoch %d: validation AP %.4f", epoch + 1, ap)
         if ap > self.tracker.get("best_val_ap", -math.inf):
             self.tracker.update(best_val_ap=ap, best_epoch=epoch)
-            with atomic_path(self.best_path) as tmp:  # a kill mid-save keeps the previous best
-                self.model.save(tmp)
+            save_model(self.model, self.best_path)  # atomic: a kill mid-save keeps the previous best
         if self.writer is not None:
             self._write_pictures(epoch, scores, np.asarray(out["seg"]))
 

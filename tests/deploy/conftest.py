@@ -14,8 +14,8 @@ import keras
 import numpy as np
 import pytest
 
-from kerasdec.deploy.contract import ModelInfo
 from kerasdec.deploy.saved_model import write_saved_model
+from kerasdec.inference.contract import ModelInfo
 from kerasdec.models.segdec import SegDecNet
 
 SIZE = 64  # the smallest input SegDecNet takes

@@ -26,7 +26,7 @@ from kerasdec.cli import main
 from kerasdec.deploy import check
 from kerasdec.deploy.data import spread
 from kerasdec.deploy.export import clean_stale
-from kerasdec.rundir import TMP_PREFIX
+from kerasdec.files import TMP_PREFIX
 
 
 def _export(*args: str):

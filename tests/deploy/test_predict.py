@@ -19,8 +19,8 @@ import pytest
 from click.testing import CliRunner
 
 from kerasdec.cli import main
-from kerasdec.deploy.contract import ModelInfo
 from kerasdec.deploy.predict import collect_inputs, overlay_names, predict
+from kerasdec.inference.contract import ModelInfo
 
 SHAPES = {"a/x.png": (50, 70), "b/x.jpg": (130, 90, 3), "b/c/y.bmp": (64, 64)}  # (h, w[, 3]) on disk
 
@@ -134,10 +134,10 @@ def test_a_broken_symlink_is_reported_like_a_corrupt_file(tiny_run, inputs, tmp_
 def test_a_full_disk_gives_one_line_and_leaves_no_output(tiny_run, inputs, tmp_path, monkeypatch):
     import kerasdec.deploy.predict as predict_module
 
-    def full(path, data, **kwargs):
+    def full(path, image, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
-    monkeypatch.setattr(predict_module, "write_bytes", full)
+    monkeypatch.setattr(predict_module, "write_image", full)
     result = CliRunner().invoke(main, ["predict", str(tiny_run.run_dir), str(inputs), "--out",
                                        str(tmp_path / "out")])
     assert result.exit_code == 1 and "Traceback" not in result.output
@@ -197,7 +197,7 @@ def test_colour_model_gets_rgb_at_its_input_size(inputs, tmp_path, monkeypatch):
             heat[:, :, 8:] = 1.0  # right half "defective"
             return np.full(len(x), 0.7), heat
 
-    monkeypatch.setattr(predict_module, "load_runner", lambda *args, **kwargs: Fake())
+    monkeypatch.setattr(predict_module.runners, "load", lambda *args, **kwargs: Fake())
     out = predict("ignored", [inputs / "b" / "x.jpg", inputs / "a" / "x.png"], tmp_path / "out")
     x = np.concatenate(seen)
     assert x.shape == (2, 64, 128, 3) and x.dtype == np.float32

@@ -24,7 +24,9 @@ import tensorflow as tf
 
 import kerasdec
 from kerasdec.deploy import signatures
-from kerasdec.deploy.saved_model import metadata, read_metadata
+from kerasdec.deploy.saved_model import metadata
+from kerasdec.inference.contract import ModelInfo
+from kerasdec.inference.runners import load
 
 SIZE = 64  # conftest's input size
 
@@ -194,7 +196,7 @@ def test_metadata_json(exported, info):
     assert meta["kerasdec_version"] == kerasdec.__version__ and meta["format"] == "tf_saved_model"
     assert set(meta["signatures"]) == {"serving_default", "serving_bytes", "metadata"}
     assert set(meta["outputs"]) == {"score", "is_defective", "heatmap", "decision", "seg", "image_size"}
-    assert read_metadata(exported) == meta
+    assert load(exported).info == ModelInfo.from_metadata(meta, "metadata.json")  # what the runner reads
     with pytest.raises(ValueError, match=r"metadata keys \['width'\] would replace keys written"):
         metadata(info, {"width": 3})
 

@@ -9,7 +9,7 @@ import pytest
 from ai_edge_litert.interpreter import Interpreter
 
 from kerasdec.deploy import tflite
-from kerasdec.deploy.runners import TFLiteRunner, load_runner, sigmoid
+from kerasdec.inference.runners import TFLiteRunner, load, sigmoid
 
 SIZE = 64
 
@@ -30,7 +30,7 @@ def converted(model, info, tmp_path_factory):
 
 @pytest.mark.parametrize("mode, atol", [("float32", 1e-5), ("float16", 5e-3)])
 def test_runner_scores_and_heatmaps_match_keras(converted, images, keras_outputs, mode, atol):
-    runner = load_runner(converted[mode])
+    runner = load(converted[mode])
     assert isinstance(runner, TFLiteRunner) and runner.info.threshold == 0.3
     scores, heatmaps = runner.predict(images)
     assert scores.shape == (len(images),) and heatmaps.shape == (len(images), SIZE // 8, SIZE // 8)
@@ -42,7 +42,7 @@ def test_the_file_has_a_fixed_input_and_the_runner_enforces_it(converted, images
     raw = Interpreter(model_path=str(converted["float32"])).get_signature_runner("serving_default")
     assert list(raw.get_input_details()["image"]["shape"]) == [1, SIZE, SIZE, 1]
     assert sorted(raw.get_output_details()) == ["decision", "score", "seg"]
-    runner = load_runner(converted["float32"])
+    runner = load(converted["float32"])
     for bad in (np.zeros((1, 2 * SIZE, 2 * SIZE, 1), np.float32), np.zeros((SIZE, SIZE, 1), np.float32),
                 np.zeros((0, SIZE, SIZE, 1), np.float32), np.zeros((1, SIZE, SIZE, 3), np.float32)):
         with pytest.raises(ValueError, match=r"takes images of shape \(B >= 1, 64, 64, 1\) float32"):
@@ -62,13 +62,13 @@ def test_runner_refuses_a_file_whose_metadata_does_not_match(converted, tmp_path
     copy = tmp_path / "m.tflite"
     copy.write_bytes(converted["float32"].read_bytes())
     with pytest.raises(FileNotFoundError, match=r"m\.metadata\.json not found"):
-        load_runner(copy)
+        load(copy)
     meta = json.loads(converted["float32"].with_name("segdec_float32.metadata.json").read_text())
     (tmp_path / "m.metadata.json").write_text(json.dumps({**meta, "width": 128}))
     with pytest.raises(ValueError, match=r"input shape \(1, 64, 64, 1\) but its metadata says \(1, 64, 128"):
-        load_runner(copy)
+        load(copy)
     with pytest.raises(ValueError, match=r"exported for 128x64 \(WxH\); 64x64 was requested"):
-        load_runner(copy, size_hw=(64, 64))
+        load(copy, size_hw=(64, 64))
 
 
 def test_conversion_argument_errors(tmp_path):

@@ -24,7 +24,7 @@ from click.testing import CliRunner
 
 import kerasdec
 from kerasdec.cli import main
-from kerasdec.deploy.runners import KerasRunner, keras_info
+from kerasdec.inference.runners import KerasRunner, keras_info
 from kerasdec.rundir import read_run_config
 
 # The ~4 min default run (shared with test_default_run.py): a trained published network, the one users

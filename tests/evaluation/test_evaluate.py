@@ -170,3 +170,25 @@ def test_bad_arguments(tiny_run, tmp_path):
     negatives = [s for s in load_split(cfg.data, "test", 0) if not s.is_positive]
     with pytest.raises(ValueError, match=r"only one class \(0 positive, 3 negative images\)"):
         evaluate_model(tiny_run.model, negatives, cfg.data, tmp_path / "neg")
+
+
+def test_every_output_file_is_written_under_a_temporary_name_and_renamed(tiny_run, tmp_path, monkeypatch):
+    import os
+
+    renamed, real = [], os.replace
+
+    def spy(src, dst):
+        renamed.append(Path(dst))
+        return real(src, dst)
+
+    monkeypatch.setattr("kerasdec.files.os.replace", spy)
+    cfg = _config(tiny_run)
+    out = tmp_path / "e"
+    evaluate_model(tiny_run.model, load_split(cfg.data, "test", cfg.seed), cfg.data, out,
+                   batch_size=cfg.train.batch_size)
+    written = {p for p in out.rglob("*") if p.is_file()}
+    assert {p.name for p in written} >= {"metrics.json", "results.csv", "pr_curve.png", "roc_curve.png",
+                                         "index.html"}
+    assert any(p.parent.name == "figures" for p in written)
+    assert written <= set(renamed)  # every file, figures included, arrived by a rename
+    assert not [p for p in out.rglob("*") if p.name.startswith(".tmp-")]

@@ -21,6 +21,7 @@ sys.path.insert(0, str(EXPERIMENTS))  # the scripts import their sibling module 
 import ablation  # noqa: E402
 import dagm  # noqa: E402
 import ksdd  # noqa: E402
+import ksdd2  # noqa: E402
 import mixed  # noqa: E402
 import protocol  # noqa: E402
 import severstal  # noqa: E402
@@ -51,11 +52,8 @@ def _script(name: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 @pytest.fixture
 def tiny_protocols(monkeypatch: pytest.MonkeyPatch) -> None:
-    """`kerasdec experiment NAME` in this process trains the tiny network (as TINY_SCRIPT does)."""
-    monkeypatch.syspath_prepend(str(EXPERIMENTS.parent))
-    import experiments.protocol
-
-    monkeypatch.setattr(experiments.protocol, "build", with_tiny_model(experiments.protocol.build))
+    """A protocol's main() called in this process trains the tiny network (as TINY_SCRIPT does)."""
+    monkeypatch.setattr(protocol, "build", with_tiny_model(protocol.build))
 
 
 def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
@@ -249,37 +247,30 @@ def test_mixed_sweep_levels_presets_and_split_files(tmp_path):
     assert (fold0.train.lr, fold0.train.delta, fold0.train.dynamic_balance) == (0.01, 1.0, False)
 
 
-def test_every_protocol_runs_as_a_module_and_through_kerasdec_experiment(tmp_path):
+def test_every_protocol_runs_as_a_module(tmp_path, capsys):
+    # `kerasdec experiment` is gone (the library never imports experiments/): each protocol is
+    # `python -m experiments.NAME` (or `python experiments/NAME.py`) from a checkout.
     env = {**os.environ, "PYTHONPATH": str(EXPERIMENTS.parent)}
     done = subprocess.run([sys.executable, "-m", "experiments.mixed", "--help"], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "--split-dir" in done.stdout and "--segmented" in done.stdout
-    from click.testing import CliRunner
-
-    from kerasdec.cli import EXPERIMENTS as NAMES
-    from kerasdec.cli import main
-
-    for name in NAMES:
-        result = CliRunner().invoke(main, ["experiment", name, "--help"])
-        assert result.exit_code == 0 and "--split-dir" in result.output, (name, result.output)
+    for module in (ksdd, ksdd2, dagm, severstal, ablation, mixed):
+        with pytest.raises(SystemExit) as stopped:
+            module.main(["--help"])
+        assert stopped.value.code == 0 and "--split-dir" in capsys.readouterr().out, module.__name__
     out = tmp_path / "k2"
-    result = CliRunner().invoke(main, ["experiment", "ksdd2", "--data-root", str(tmp_path / "none"),
-                                       "--out", str(out)])
-    assert result.exit_code == 1 and not out.exists()  # the data is checked before anything is written
+    with pytest.raises(SystemExit) as stopped:
+        ksdd2.main(["--data-root", str(tmp_path / "none"), "--out", str(out)])
+    assert stopped.value.code == 1 and not out.exists()  # the data is checked before anything is written
 
 
 def test_smoke_runs_the_whole_protocol_on_synthetic_data(synthetic_root, tmp_path, tiny_protocols):
-    """`kerasdec experiment mixed --smoke`: three KSDD2 rows, one synthetic run (their settings are equal
+    """`python -m experiments.mixed --smoke`: three KSDD2 rows, one synthetic run (their settings are equal
     once on synthetic data; M = 0 would add a second run, without dynamic balance), a table."""
-    from click.testing import CliRunner
-
-    from kerasdec.cli import main
-
     out = tmp_path / "smoke"
-    result = CliRunner().invoke(main, ["experiment", "mixed", "--dataset", "ksdd2", "--smoke",
-                                       "--segmented", "16", "53", "full", "--data-root", str(synthetic_root),
-                                       "--out", str(out)])
-    assert result.exit_code == 0, result.output
+    table = mixed.main(["--dataset", "ksdd2", "--smoke", "--segmented", "16", "53", "full", "--data-root",
+                        str(synthetic_root), "--out", str(out)])
+    assert table == out / "table.md"
     assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["smoke-1"]
     run = json.loads((out / "smoke-1" / "config.json").read_text())
     assert (run["data"]["dataset"], run["data"]["width"], run["train"]["epochs"]) == ("synthetic", 64, 1)

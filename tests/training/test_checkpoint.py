@@ -14,7 +14,7 @@ import keras
 import numpy as np
 import pytest
 
-from kerasdec.rundir import TMP_PREFIX
+from kerasdec.files import TMP_PREFIX
 from kerasdec.training import checkpoint
 from kerasdec.training.callbacks import StopOnNonFinite
 from kerasdec.training.checkpoint import SaveState, latest_checkpoint, load_state, save_state

@@ -42,7 +42,7 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def reference(dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The same run on one machine, one process (= FLAGS, with the folder's default small recipe: its
     augmentation draws depend on seed, sample and epoch only, so the workers must draw them alike)."""
-    from kerasdec.training.trainer import fit
+    from kerasdec.training.fit import fit
 
     cfg = RunConfig(data=DataConfig(dataset="folder", root=str(dataset), width=64, height=64,
                                     augment_geometry="flips", augment_jitter=0.1),

@@ -12,10 +12,11 @@ from fakes import TINY_MODEL
 
 from kerasdec.config import DataConfig, RunConfig, TrainConfig
 from kerasdec.data import pipeline, sources
-from kerasdec.deploy.modelfile import load_model
-from kerasdec.deploy.runners import load_runner, sigmoid
-from kerasdec.rundir import model_path, stored_threshold
-from kerasdec.training.trainer import fit
+from kerasdec.inference.runners import load, sigmoid
+from kerasdec.inference.threshold import stored_threshold
+from kerasdec.models.saving import load_model
+from kerasdec.rundir import model_path
+from kerasdec.training.fit import fit
 
 
 class SpoilLastEpoch(keras.callbacks.Callback):
@@ -57,4 +58,4 @@ def test_best_validation_model_is_tested_and_carries_the_threshold(severstal_roo
     assert stored_threshold(run_dir / "model_final.keras") == (None, None)  # not tested, no threshold
     # evaluate, predict and export default to the tested model, the one with the threshold
     assert model_path(run_dir) == run_dir / "model_best.keras"
-    assert load_runner(run_dir).info.threshold == metrics["threshold"]
+    assert load(run_dir).info.threshold == metrics["threshold"]

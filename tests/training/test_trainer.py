@@ -20,10 +20,12 @@ from fakes import TINY_MODEL, write_folder
 from kerasdec.cli import main
 from kerasdec.config import DataConfig, RunConfig, TrainConfig
 from kerasdec.evaluation import evaluate
+from kerasdec.files import new_folder
 from kerasdec.models.segdec import SegDecNet
-from kerasdec.rundir import new_folder, new_run_folder
+from kerasdec.rundir import new_run_folder
 from kerasdec.training import checkpoint
-from kerasdec.training.trainer import fit, precision_policy
+from kerasdec.training.fit import fit
+from kerasdec.training.model import precision_policy
 from kerasdec.training.validation import overlays
 
 LOSS_COLUMNS = ("loss", "seg_loss", "cls_loss", "lambda")

@@ -16,7 +16,9 @@ LOGITS = np.array([-2.0, 1.5, 0.3, 0.2, 3.0, -1.0, -0.5, -0.1], np.float32)
 
 
 class FakeModel:
-    """What ValidateAP uses of a model: predict on the validation set, save."""
+    """What ValidateAP uses of a model: predict on the validation set, save (sized by its variables)."""
+
+    variables: list = []
 
     def predict(self, dataset, verbose=0):
         return {"decision": LOGITS[:, None], "seg": np.zeros((len(LOGITS), 2, 2, 1), np.float32)}

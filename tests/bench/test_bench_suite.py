@@ -1,4 +1,4 @@
-"""bench_suite: FLOPs from the layer shapes, settings validation, the Markdown table; pipeline output."""
+"""kerasdec.bench: FLOPs from the layer shapes, settings validation, the Markdown table; pipeline output."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import math
 import numpy as np
 import pytest
 
-from kerasdec.bench_pipeline import write_images
-from kerasdec.bench_suite import SuiteConfig, markdown_table, model_flops
+from kerasdec.bench.flops import model_flops
+from kerasdec.bench.suite import SuiteConfig, markdown_table
 from kerasdec.config import DataConfig
-from kerasdec.data import pipeline, targets
+from kerasdec.data import pipeline, synthetic, targets
 from kerasdec.data.decode import read_image
 from kerasdec.data.sampling import FrequencySampler
 
@@ -58,8 +58,11 @@ def test_markdown_table_marks_missing_values_and_failed_exports():
 
 def test_pipeline_images_equal_numpy_float_conversion_exactly(tmp_path):
     # Images cross into tf.data as uint8 and become float32 in a TF op: bit for bit targets.to_float.
+    # The images are those the pipeline benchmark writes: synthetic colour surfaces at the input size.
     cfg = DataConfig(width=64, height=72, channels=3)
-    samples = write_images(tmp_path, cfg, 4)
+    samples = synthetic.list_samples(tmp_path, "train", 0, (72, 64), channels=3, train_defect=2, train_ok=2,
+                                     test_defect=0, test_ok=0)
+    assert read_image(samples[0].image_path, 3).std(axis=2).max() > 0  # colour, not grey in 3 channels
     sampler = FrequencySampler([s.is_positive for s in samples], seed=0)
     ds = pipeline.make_train_dataset(samples, cfg, 2, sampler)
     order = sampler.indices(0)

@@ -1,4 +1,6 @@
-"""Load a kerasdec ``.keras`` file with one clear error for every way the file can be wrong.
+"""The ``.keras`` file of a SegDecNet: saved atomically, loaded with one clear error for every way the
+file can be wrong. The input size (``input_height``, ``input_width``), the channels and the decision
+``threshold`` are constructor arguments of SegDecNet, so they travel inside the file.
 
 A ``.keras`` file is a zip of config.json (the model's class and constructor arguments) and the
 weights. Keras' own ``load_model`` reports a truncated file as "File not found", another package's
@@ -13,6 +15,8 @@ import json
 import zipfile
 from pathlib import Path
 from typing import Any
+
+from kerasdec.files import atomic_path
 
 MODEL_CLASS = "kerasdec>SegDecNet"  # registered_name in config.json of every kerasdec model file
 
@@ -84,3 +88,22 @@ def load_model(path: Path | str) -> Any:
 def _reason(err: BaseException) -> str:
     text = str(err).strip().splitlines()
     return f"{type(err).__name__}: {text[0][:200]}" if text else type(err).__name__
+
+
+def save_model(model: Any, path: Path | str) -> Path:
+    """Save ``model`` as a ``.keras`` file, atomically (a kill mid-save keeps the previous file).
+
+    Raises:
+        OSError: the write failed (disk full, read-only folder): the message names ``path`` and, for
+            a full disk, the space needed.
+    """
+    with atomic_path(path, size_hint=model_bytes(model)) as tmp:
+        model.save(tmp)
+    return Path(path)
+
+
+def model_bytes(model: Any) -> int:
+    """The size of the model's variables in bytes (what a checkpoint or a .keras file needs, about)."""
+    import numpy as np
+
+    return int(sum(np.prod(v.shape) * np.dtype(v.dtype).itemsize for v in model.variables))

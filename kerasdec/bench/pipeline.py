@@ -1,8 +1,9 @@
 """Speed of the input pipeline alone: decode + targets + sampling + batching, from its cache and cold.
 
-``pipeline_benchmark`` writes a small dataset of PNG images (half of them defective, with masks) at
-the input size into a temporary folder, builds the training dataset exactly as ``kerasdec fit`` does
-(``pipeline.make_train_dataset`` with a frequency-of-use sampler), and iterates whole epochs:
+``pipeline_benchmark`` writes a small synthetic dataset (kerasdec.data.synthetic: textured surfaces,
+half of them defective, with masks; colour PNGs for 3 channels) at the input size into a temporary
+folder, builds the training dataset exactly as ``kerasdec fit`` does (``pipeline.make_train_dataset``
+with a frequency-of-use sampler), and iterates whole epochs:
 
 * ``cached``: every image decoded once beforehand (``preload``, the default of ``fit``), then
   elements come from the in-memory cache;
@@ -21,34 +22,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import cv2
-import numpy as np
-
+from kerasdec.bench.timing import row
 from kerasdec.config import DataConfig
-from kerasdec.data import pipeline
+from kerasdec.data import pipeline, synthetic
 from kerasdec.data.samples import Sample
 from kerasdec.data.sampling import FrequencySampler
-
-
-def write_images(root: Path, cfg: DataConfig, n_images: int, seed: int = 0) -> list[Sample]:
-    """n_images PNGs at the input size (textured, so decoding costs what a real image costs)."""
-    rng = np.random.default_rng(seed)
-    samples = []
-    for i in range(n_images):
-        base = cv2.GaussianBlur(rng.random((cfg.height, cfg.width)).astype(np.float32), (0, 0), 3)
-        noise = rng.normal(0, 0.05, (cfg.height, cfg.width, cfg.channels)).astype(np.float32)
-        image = np.clip(255 * (base[:, :, None] * 0.5 + 0.25 + noise), 0, 255).astype(np.uint8)
-        path = root / f"{i:03d}.png"
-        cv2.imwrite(str(path), image if cfg.channels == 1 else image[:, :, ::-1])
-        positive, mask_path = i % 2 == 0, None
-        if positive:
-            mask = np.zeros((cfg.height, cfg.width), np.uint8)
-            top, left = rng.integers(0, cfg.height // 2), rng.integers(0, cfg.width // 2)
-            mask[top:top + cfg.height // 8, left:left + cfg.width // 16] = 255
-            mask_path = root / f"{i:03d}_GT.png"
-            cv2.imwrite(str(mask_path), mask)
-        samples.append(Sample(name=f"{i:03d}", image_path=path, is_positive=positive, mask_path=mask_path))
-    return samples
 
 
 def time_epochs(samples: list[Sample], cfg: DataConfig, batch_size: int, cached: bool,
@@ -95,9 +73,25 @@ def pipeline_benchmark(width: int = 128, height: int = 128, channels: int = 1, b
                          "n_images >= 2, epochs >= 1, batch_size >= 1")
     cfg = dataclasses.replace(DataConfig(), width=width, height=height, channels=channels)
     with tempfile.TemporaryDirectory(prefix="kerasdec-bench-") as tmp:
-        samples = write_images(Path(tmp), cfg, n_images, seed)
+        positives = (n_images + 1) // 2
+        samples = synthetic.list_samples(Path(tmp) / "data", "train", seed, (height, width),
+                                         channels=channels, train_defect=positives,
+                                         train_ok=n_images - positives, test_defect=0, test_ok=0)
         cached = time_epochs(samples, cfg, batch_size, True, epochs)
         cold = time_epochs(samples, cfg, batch_size, False, epochs)
     return {"width": width, "height": height, "channels": channels, "batch_size": batch_size,
             "n_images": n_images, "cached_images_per_s": cached["images_per_s"],
             "cold_images_per_s": cold["images_per_s"], "cached": cached, "cold": cold}
+
+
+def pipeline_rows(size: tuple[int, int, int], batch_size: int, n_images: int,
+                  repeats: int) -> list[dict[str, Any]]:
+    """Cached and cold rows of the input pipeline at one size (one row each, medians over repeats)."""
+    width, height, channels = size
+    results = [pipeline_benchmark(width, height, channels, batch_size, n_images=n_images, epochs=1, seed=i)
+               for i in range(repeats)]
+    rows = []
+    for mode in ("cached", "cold"):
+        all_ms = [1000 * batch_size / r[f"{mode}_images_per_s"] for r in results]  # ms per batch
+        rows.append(row("pipeline", mode, None, size, batch_size, all_ms))
+    return rows

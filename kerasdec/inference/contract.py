@@ -1,8 +1,10 @@
-"""The deployment contract in one place (no TensorFlow): what a deployed model knows about itself,
-the names of its signatures, inputs and outputs, and the request rules every runtime enforces.
+"""The inference contract in one place (no TensorFlow): what a model knows about itself, the names of
+its signatures, inputs and outputs, and the input rules every runtime enforces.
 
-Every exported artifact (SavedModel, TFLite) and every runner (kerasdec/deploy/runners.py) answers
-with the same :class:`ModelInfo`; the SavedModel also serves it through its ``metadata`` signature.
+Every artifact (a .keras file, a SavedModel, a TFLite file) answers through its runner
+(kerasdec/inference/runners.py) with the same :class:`ModelInfo`; the SavedModel also serves it
+through its ``metadata`` signature. :func:`check_images` is the rule every runner applies before it
+runs: converted graphs (TFLite, and any later runtime) drop the SavedModel's in-graph checks.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from kerasdec.config import check_input_size
 
@@ -35,8 +39,6 @@ OUTPUTS = {  # the serving signatures' outputs (TFLite: score, decision, seg; se
     "seg": "(B, H/8, W/8) float32: segmentation logits at 1/8 of the model's input size",
     "image_size": "(B, 2) int32: height and width of each image as received",
 }
-METADATA_OUTPUTS = ("threshold", "input_height", "input_width", "input_channels", "dataset",
-                    "kerasdec_version")
 
 
 def image_rule(channels: int) -> str:
@@ -98,3 +100,32 @@ class ModelInfo:
         except (KeyError, TypeError, ValueError) as err:
             raise ValueError(f"{where}: {err!r}; expected the metadata written by kerasdec export "
                              "(height, width, channels, threshold)") from err
+
+
+def check_images(images: Any, info: ModelInfo, source: str) -> np.ndarray:
+    """``images`` as (B, H, W, C) float32 at the model's input size, or a ValueError naming the rule.
+
+    The rules: shape (B >= 1, H, W, C) with the model's H, W and C; a floating-point dtype (uint8
+    pixels must be divided by 255 first); every value finite and in [0, 1].
+
+    Raises:
+        ValueError: the first rule ``images`` breaks, naming ``source`` and what was expected.
+    """
+    x = np.asarray(images)
+    expected = (info.height, info.width, info.channels)
+    if x.ndim != 4 or x.shape[1:] != expected or len(x) == 0:
+        raise ValueError(f"{source} takes images of shape (B >= 1, {', '.join(map(str, expected))}) float32 "
+                         f"in [0, 1], the input size it was trained at; received {x.shape}: resize first "
+                         "(kerasdec predict does)")
+    if not np.issubdtype(x.dtype, np.floating):
+        raise ValueError(f"{source} takes float32 images in [0, 1]; received {x.dtype}: convert pixels "
+                         "with image.astype('float32') / 255")
+    x = x.astype(np.float32, copy=False)
+    if not np.isfinite(x).all():
+        raise ValueError(f"{source} received images holding NaN or infinity; expected finite values in "
+                         "[0, 1]")
+    low, high = float(x.min()), float(x.max())
+    if low < 0.0 or high > 1.0:
+        raise ValueError(f"{source} received values in [{low:.4g}, {high:.4g}]; expected images in [0, 1] "
+                         "(pixels / 255)")
+    return x

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from kerasdec.deploy.modelfile import ModelFileError, read_model_config
+from kerasdec.models.saving import ModelFileError, read_model_config
 
 SCRIPT = r"""
 import json, sys

@@ -3,15 +3,15 @@
 Rows (each a dict, JSON-serialisable; see ``Row keys`` below):
 
 * ``train`` / ``forward``: the compiled training step ``fit`` runs and the forward pass, per input
-  size × precision × XLA setting, on one random batch in memory (``bench.ModelTimer``); each repeat
+  size × precision × XLA setting, on one random batch in memory (``timing.ModelTimer``); each repeat
   times ``steps`` steps, the row gives the median over ``repeats``.
-* ``pipeline``: the input pipeline alone (``bench_pipeline``), ``cached`` and ``cold``.
+* ``pipeline``: the input pipeline alone (``pipeline.py``), ``cached`` and ``cold``.
 * ``savedmodel`` / ``tflite``: one image through the exported SavedModel and each .tflite file
-  (``bench_export``).
+  (``export.py``).
 
-Efficiency: FLOPs per image from the layer shapes (``model_flops``; 2 per multiply-add, padding
-counted, as usual), achieved FLOP/s of every model row, and its share of the matmul rate measured in
-the same process (``matmul_gflops``: a 2048² ``tf.matmul`` in float32 and bfloat16).
+Efficiency: FLOPs per image from the layer shapes (``flops.model_flops``; 2 per multiply-add that
+touches the image), achieved FLOP/s of every model row, and its share of the matmul rate measured in
+the same process (``flops.matmul_gflops``: a 2048² ``tf.matmul`` in float32 and bfloat16).
 
 Row keys: kind, variant (precision, "cached"/"cold", TFLite mode), jit (None where it does not
 apply), width, height, channels, batch_size, median_ms (per step or batch), images_per_s, all_ms;
@@ -25,23 +25,20 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import tempfile
-import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
-from kerasdec import bench, bench_export, bench_pipeline
+from kerasdec.bench.export import TFLITE_MODES, export_rows
+from kerasdec.bench.flops import matmul_gflops, model_flops
+from kerasdec.bench.pipeline import pipeline_rows
+from kerasdec.bench.timing import ModelTimer, device_name, peak_rss_mb, row, synthetic_batch
 from kerasdec.config import PRECISIONS, DataConfig, RunConfig, TrainConfig, check_input_size
 from kerasdec.models.rowconv import released_custom_gradients
-from kerasdec.models.segdec import DECISION_BLOCKS, SEGMENTATION_STAGES
-from kerasdec.training.trainer import build_model, precision_policy
+from kerasdec.training.model import build_model, precision_policy
 
 log = logging.getLogger(__name__)
-
-TFLITE_MODES = ("float32", "float16", "int8")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,65 +77,6 @@ class SuiteConfig:
             raise ValueError(f"tflite_modes {sorted(unknown)}; expected some of {TFLITE_MODES}")
 
 
-def _taps(size: int, k: int) -> int:
-    """Kernel taps inside the map, summed over the output positions of one axis ("same" padding)."""
-    p = k // 2
-    return sum(min(i + p, size - 1) - max(i - p, 0) + 1 for i in range(size))
-
-
-def model_flops(width: int, height: int, channels: int = 1) -> dict[str, float]:
-    """FLOPs per image of SegDecNet's convolutions and head, from the layer shapes (METHOD.md §1).
-
-    Counts 2 FLOPs per multiply-add that touches the image, not the zero padding (at a 16×16 map the
-    15×15 kernel's padded taps would add 70%): a convolution costs 2·C_in·C_out·taps(H)·taps(W).
-    Training step: forward + gradient w.r.t. the weights (same count) + gradient w.r.t. the inputs
-    (same count, except for the first convolution, whose input needs none).
-
-    Returns:
-        {"forward": FLOPs, "train": FLOPs, "conv15_share": the 15×15×1024 block's share of forward}.
-    """
-    h, w, c = height, width, channels
-    convs = []
-    for stage in SEGMENTATION_STAGES:
-        if stage == "pool":
-            h, w = h // 2, w // 2
-            continue
-        filters, k = stage
-        convs.append(2.0 * _taps(h, k) * _taps(w, k) * c * filters)
-        c = filters
-    big = convs[-1]
-    convs.append(2.0 * h * w * c * 1)  # seg head: 1×1, 1024 → 1
-    c = c + 1
-    for filters, k in DECISION_BLOCKS:
-        h, w = h // 2, w // 2
-        convs.append(2.0 * _taps(h, k) * _taps(w, k) * c * filters)
-        c = filters
-    forward = sum(convs) + 2.0 * (2 * c + 2)
-    return {"forward": forward, "train": 3 * forward - convs[0], "conv15_share": big / forward}
-
-
-def matmul_gflops(dtype: tf.DType = tf.float32, n: int = 2048, repeats: int = 5) -> float:
-    """GFLOP/s of an n×n×n ``tf.matmul`` on this machine (median of ``repeats``)."""
-    a = tf.random.uniform((n, n), dtype=tf.float32)
-    a = tf.cast(a, dtype)
-    matmul = tf.function(lambda x: tf.matmul(x, x))
-    np.asarray(matmul(a))
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        np.asarray(tf.cast(matmul(a)[0, 0], tf.float32))
-        times.append(time.perf_counter() - start)
-    return 2.0 * n ** 3 / float(np.median(times)) / 1e9
-
-
-def _row(kind: str, variant: str, jit: bool | None, size: tuple[int, int, int], batch: int,
-         all_ms: list[float], **extra: Any) -> dict[str, Any]:
-    median = float(np.median(all_ms))
-    return {"kind": kind, "variant": variant, "jit": jit, "width": size[0], "height": size[1],
-            "channels": size[2], "batch_size": batch, "median_ms": median,
-            "images_per_s": 1000.0 * batch / median, "all_ms": [float(t) for t in all_ms], **extra}
-
-
 def model_rows(size: tuple[int, int, int], precision: str, jit: bool | None, cfg: SuiteConfig,
                matmul: dict[str, float]) -> list[dict[str, Any]]:
     """Training-step and forward rows of one size × precision × XLA setting."""
@@ -149,7 +87,7 @@ def model_rows(size: tuple[int, int, int], precision: str, jit: bool | None, cfg
     rows = []
     with precision_policy(run.train.precision) as resolved, released_custom_gradients():
         model = build_model(run)
-        timer = bench.ModelTimer(model, bench.synthetic_batch(run))
+        timer = ModelTimer(model, synthetic_batch(run))
         used_jit = bool(model.jit_compile)
         peak = matmul["bfloat16" if "bfloat16" in resolved else "float32"]
         for kind, call in (("train", timer.train), ("forward", timer.forward)):
@@ -159,46 +97,12 @@ def model_rows(size: tuple[int, int, int], precision: str, jit: bool | None, cfg
             all_ms = [1000 * call(cfg.steps) for _ in range(cfg.repeats)]
             per_image = flops[kind]
             achieved = per_image * cfg.batch_size / (float(np.median(all_ms)) / 1000) / 1e9
-            rows.append(_row(kind, resolved, used_jit, size, cfg.batch_size, all_ms,
+            rows.append(row(kind, resolved, used_jit, size, cfg.batch_size, all_ms,
                              gflops_per_image=per_image / 1e9, achieved_gflops=achieved,
                              matmul_fraction=achieved / peak, first_call_s=first_s,
-                             peak_rss_mb=bench.peak_rss_mb()))
+                             peak_rss_mb=peak_rss_mb()))
             log.info("%s %s jit=%s %dx%d: %.1f ms", kind, resolved, used_jit, width, height,
                      rows[-1]["median_ms"])
-    return rows
-
-
-def pipeline_rows(size: tuple[int, int, int], cfg: SuiteConfig) -> list[dict[str, Any]]:
-    """Cached and cold rows of the input pipeline at one size (one row each, medians over repeats)."""
-    width, height, channels = size
-    results = [bench_pipeline.pipeline_benchmark(width, height, channels, cfg.batch_size,
-                                                 n_images=cfg.pipeline_images, epochs=1, seed=i)
-               for i in range(cfg.repeats)]
-    rows = []
-    for mode in ("cached", "cold"):
-        all_ms = [1000 * cfg.batch_size / r[f"{mode}_images_per_s"] for r in results]  # ms per batch
-        rows.append(_row("pipeline", mode, None, size, cfg.batch_size, all_ms))
-    return rows
-
-
-def export_rows(size: tuple[int, int, int], cfg: SuiteConfig) -> list[dict[str, Any]]:
-    """SavedModel and TFLite rows at one size (float32 model, one image per call)."""
-    width, height, channels = size
-    run = RunConfig(data=DataConfig(width=width, height=height, channels=channels),
-                    train=TrainConfig(precision="float32"))
-    repeats = max(cfg.repeats, 5)
-    with tempfile.TemporaryDirectory(prefix="kerasdec-bench-export-") as tmp, precision_policy("float32"):
-        out = bench_export.export_artifacts(run, Path(tmp), cfg.tflite_modes)
-        rows = [_row("savedmodel", "float32", None, size, 1,
-                     bench_export.time_savedmodel(out["saved_model"], run.data, repeats))]
-        for mode, path in out["tflite"].items():
-            if path is None:
-                failed = _row("tflite", mode, None, size, 1, [float("nan")])
-                rows.append({**failed, "error": out["errors"][mode]})
-            else:
-                times = bench_export.time_tflite(path, run.data, repeats)
-                megabytes = Path(path).stat().st_size / 1e6
-                rows.append(_row("tflite", mode, None, size, 1, times, file_mb=megabytes))
     return rows
 
 
@@ -210,7 +114,7 @@ def run_suite(cfg: SuiteConfig) -> dict[str, Any]:
         'train'
     """
     matmul = {"float32": matmul_gflops(tf.float32), "bfloat16": matmul_gflops(tf.bfloat16)}
-    machine = {"device": bench.device_name(), "tensorflow": tf.__version__, "cpu_count": os.cpu_count(),
+    machine = {"device": device_name(), "tensorflow": tf.__version__, "cpu_count": os.cpu_count(),
                "matmul_gflops": matmul, "load_average_start": os.getloadavg()[0]}
     rows: list[dict[str, Any]] = []
     for size in cfg.sizes:
@@ -218,9 +122,9 @@ def run_suite(cfg: SuiteConfig) -> dict[str, Any]:
             for jit in dict.fromkeys(cfg.jits):
                 rows += model_rows(size, precision, jit, cfg, matmul)
         if cfg.pipeline:
-            rows += pipeline_rows(size, cfg)
+            rows += pipeline_rows(size, cfg.batch_size, cfg.pipeline_images, cfg.repeats)
         if cfg.export:
-            rows += export_rows(size, cfg)
+            rows += export_rows(size, cfg.tflite_modes, cfg.repeats)
     machine["load_average_end"] = os.getloadavg()[0]
     return {"machine": machine, "settings": dataclasses.asdict(cfg), "rows": rows}
 
