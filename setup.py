@@ -28,7 +28,7 @@ setup(
         "litert": ["ai-edge-litert"],
         # TF Serving warm-up records (kerasdec/deploy/warmup.py); its version follows TensorFlow's
         "serving": ["tensorflow-serving-api>=2.21,<2.22"],
-        "test": ["pytest", "ruff", "import-linter", "scikit-learn", "ai-edge-litert",
+        "test": ["pytest", "pytest-xdist", "ruff", "import-linter", "scikit-learn", "ai-edge-litert",
                  "tensorflow-serving-api>=2.21,<2.22"],
     },
     entry_points={"console_scripts": ["kerasdec = kerasdec.cli:main"]},

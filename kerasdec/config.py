@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +27,13 @@ DEFAULT_EXCLUDE: dict[str, tuple[str, ...]] = {"ksdd": ("kos21/Part7",)}
 GEOMETRIES = ("none", "flips", "rot180", "d4")
 DOWNSCALE = 8  # the segmentation stage's output is at 1/8 of the input: H and W multiples of 8
 MIN_SIZE = 64  # the decision stage pools that 1/8 map three more times: below 64 nothing is left
+# The network's size, per stage (METHOD.md §1). The depth is fixed: a MaxPool2 follows each of the 4
+# segmentation stages but the last (1/8 = DOWNSCALE) and precedes each of the 3 decision blocks (MIN_SIZE).
+SEGMENTATION_FILTERS = (32, 64, 64, 1024)  # published; the last stage's output is the "volume"
+SEGMENTATION_BLOCKS = (1, 3, 4, 1)  # published: 9 convolutions
+SEGMENTATION_KERNELS = (5, 5, 5, 15)  # published
+DECISION_FILTERS = (8, 16, 32)  # published
+DECISION_KERNELS = (5, 5, 5)  # published
 
 
 def _check(condition: bool, message: str) -> None:
@@ -155,12 +164,47 @@ class TrainConfig:
                f"distribute={self.distribute!r}; expected one of {DISTRIBUTES}")
 
 
+def check_sizes(name: str, values: Sequence[int], count: int, odd: bool = False) -> None:
+    """Raise ValueError unless ``values`` holds ``count`` positive integers (odd ones with ``odd``).
+
+    A size of the network (ModelConfig's fields, SegDecNet's arguments): the depth is fixed at 4
+    segmentation stages and 3 decision blocks (DOWNSCALE, MIN_SIZE); odd kernels keep "same" padding
+    symmetric, as published.
+    """
+    ok = isinstance(values, (list, tuple)) and len(values) == count and all(
+        isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1 and (v % 2 or not odd)
+        for v in values)
+    _check(ok, f"{name}={values!r}; expected {count} positive{' odd' if odd else ''} integers")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The network's size: SegDecNet's constructor arguments of the same names (METHOD.md §1).
+
+    The default is the published network (15,637,213 parameters for 1 channel); the fixed depth and
+    the order Block → MaxPool2 → ... are the method's, only widths, repeats and kernels vary.
+    """
+
+    seg_filters: tuple[int, ...] = SEGMENTATION_FILTERS  # output channels of the 4 segmentation stages
+    seg_blocks: tuple[int, ...] = SEGMENTATION_BLOCKS  # conv blocks per segmentation stage
+    seg_kernels: tuple[int, ...] = SEGMENTATION_KERNELS  # square kernel size per segmentation stage
+    decision_filters: tuple[int, ...] = DECISION_FILTERS  # output channels of the 3 decision blocks
+    decision_kernels: tuple[int, ...] = DECISION_KERNELS  # square kernel size per decision block
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            check_sizes(f.name, value, 4 if f.name.startswith("seg_") else 3, odd=f.name.endswith("kernels"))
+            object.__setattr__(self, f.name, tuple(value))  # JSON gives lists
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """Everything one training run needs; stored as run_dir/config.json."""
 
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)  # config.json without it: the published size
     seed: int = 0  # seeds splits, sampling, initialisation and the synthetic data
     run_dir: str | None = None  # None = runs/<dataset>-<time>; an existing folder is never reused
 
@@ -174,7 +218,8 @@ class RunConfig:
         d = dict(d)
         data = _build(DataConfig, d.pop("data", {}), "data")
         train = _build(TrainConfig, d.pop("train", {}), "train")
-        return _build(cls, d, "run", data=data, train=train)
+        model = _build(ModelConfig, d.pop("model", {}), "model")  # absent (older runs): published
+        return _build(cls, d, "run", data=data, train=train, model=model)
 
 
 def _build(cls: type, values: dict[str, Any], where: str, **extra: Any) -> Any:

@@ -1,9 +1,12 @@
 """Shared fixtures: tiny datasets written in each real on-disk layout (see tests/fakes.py), one tiny
-random SegDecNet in a run directory, and the trained no-flag `kerasdec fit` run."""
+random SegDecNet in a run directory, `kerasdec fit` on the tiny network, and the trained no-flag
+`kerasdec fit` run (the published network)."""
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import shutil
 import sys
 from dataclasses import dataclass
@@ -16,7 +19,10 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from fakes import (  # noqa: E402
+    TINY_MODEL,
     FakeData,
+    tiny_segdec,
+    with_tiny_model,
     write_dagm,
     write_folder,
     write_ksdd,
@@ -24,6 +30,27 @@ from fakes import (  # noqa: E402
     write_severstal,
     write_synthetic,
 )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Start the long pole first: the first file that needs the trained default run (~4 min of training)
+    runs first, any other file that needs it runs last. With the two pytest-xdist workers of setup.cfg
+    (--dist loadfile: a file's tests stay in one worker) the run trains while the other worker goes
+    through the rest, and is done by the time a later file reads it (``default_run``)."""
+    needs = [item for item in items if "default_run" in item.fixturenames]
+    first = {item.nodeid for item in needs if item.path == needs[0].path} if needs else set()
+    last = {item.nodeid for item in needs} - first
+    rank = {nodeid: 0 for nodeid in first} | {nodeid: 2 for nodeid in last}
+    items.sort(key=lambda item: rank.get(item.nodeid, 1))  # stable: the order within each part is kept
+
+
+@pytest.fixture
+def tiny_cli(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`kerasdec fit` run in this process trains TINY_MODEL (fakes.with_tiny_model): every flag is read
+    as the CLI reads it."""
+    import kerasdec.cli
+
+    monkeypatch.setattr(kerasdec.cli, "build_fit_config", with_tiny_model(kerasdec.cli.build_fit_config))
 
 
 @pytest.fixture
@@ -103,12 +130,12 @@ class TinyRun:
 
 @pytest.fixture(scope="session")
 def tiny_model():
+    """A random SegDecNet of the size TINY_MODEL: what evaluate and predict do with a model does not
+    depend on its size (the deploy tests export the published network: tests/deploy/conftest.py)."""
     import keras
 
-    from kerasdec.models.segdec import SegDecNet
-
     keras.utils.set_random_seed(0)
-    model = SegDecNet(input_channels=1, input_height=INPUT, input_width=INPUT)  # as kerasdec fit records it
+    model = tiny_segdec(input_channels=1, input_height=INPUT, input_width=INPUT)  # as kerasdec fit records it
     model(np.zeros((1, INPUT, INPUT, 1), np.float32))  # build
     return model
 
@@ -121,7 +148,7 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory, tiny_model) -> TinyRun:
     base = tmp_path_factory.mktemp("tiny_run")
     data = write_folder(base / "data", counts={"train": (2, 2, 1), "test": (3, 3, 2)}, shape=IMAGE_SHAPE)
     cfg = RunConfig(data=DataConfig(dataset="folder", root=str(base / "moved-away"), width=INPUT,
-                                    height=INPUT, channels=1))
+                                    height=INPUT, channels=1), model=TINY_MODEL)
     run_dir = base / "run"
     run_dir.mkdir()
     (run_dir / "config.json").write_text(json.dumps(cfg.to_dict()), encoding="utf-8")
@@ -144,18 +171,29 @@ class DefaultRun:
 def default_run(tmp_path_factory: pytest.TempPathFactory) -> DefaultRun:
     """`kerasdec fit` with no flags (synthetic, 128 px, 10 epochs), run ONCE per session (~4 min).
 
-    tests/training/test_default_run.py asserts what it produces; the deploy tests use it wherever
-    decisions matter (int8 flips, the same decisions across runtimes and sizes).
+    The published network, necessarily: no flag is the point (what a new user runs first, and the
+    README promises its AP). tests/training/test_default_run.py asserts what it produces; the deploy
+    tests use it wherever decisions matter (int8 flips, the same decisions across runtimes and sizes).
     """
     from click.testing import CliRunner
 
     from kerasdec.cli import main
 
-    base = tmp_path_factory.mktemp("default_run")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("KERASDEC_CACHE", str(base / "cache"))
-        patch.chdir(base)
-        result = CliRunner().invoke(main, ["fit"])
-    lines = result.output.strip().splitlines()
-    run_dir = (base / lines[-1]).resolve() if result.exit_code == 0 and lines else None
-    return DefaultRun(result.exit_code, result.output, run_dir, base / "cache")
+    # Each pytest-xdist worker has its own session: the first that needs the run trains it (holding a
+    # lock in the folder the workers share); another one waits for it and reads what it recorded.
+    shared = tmp_path_factory.getbasetemp()
+    shared = shared.parent if os.environ.get("PYTEST_XDIST_WORKER") else shared
+    base, record = shared / "default_run", shared / "default_run" / "record.json"
+    with open(shared / "default_run.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not record.is_file():
+            base.mkdir(exist_ok=True)  # a run killed before its record: start again
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setenv("KERASDEC_CACHE", str(base / "cache"))
+                patch.chdir(base)
+                result = CliRunner().invoke(main, ["fit"])
+            record.write_text(json.dumps({"exit_code": result.exit_code, "output": result.output}))
+        recorded = json.loads(record.read_text())
+    lines = recorded["output"].strip().splitlines()
+    run_dir = (base / lines[-1]).resolve() if recorded["exit_code"] == 0 and lines else None
+    return DefaultRun(recorded["exit_code"], recorded["output"], run_dir, base / "cache")

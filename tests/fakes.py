@@ -1,4 +1,5 @@
-"""Tiny datasets written in each real on-disk layout, for tests of every part of kerasdec.
+"""Tiny datasets written in each real on-disk layout, and a tiny network, for tests of every part of
+kerasdec.
 
 Import as ``from fakes import write_ksdd, ...`` (tests/conftest.py puts tests/ on sys.path). Each
 writer returns a ``FakeData`` describing what it wrote, with sample names as the source module names
@@ -9,11 +10,37 @@ rectangles (value 255 in files, 0/1 in ``FakeData.masks``).
 from __future__ import annotations
 
 import csv
+import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+from kerasdec.config import ModelConfig, RunConfig
+
+# The network size of every test that builds or trains a SegDecNet but does not need the published one
+# (15.6 M parameters; the published size stays pinned by tests/models/test_segdec.py and is what the
+# deploy tests and the no-flag `kerasdec fit` run use). Same structure at 1/1000 of the parameters
+# (12,785 for 1 channel): every stage, pool and head, and a last kernel >= 9, so the row-GEMM convolution
+# and its gradient (kerasdec/models/rowconv.py) run in training as they do in the published network.
+TINY_MODEL = ModelConfig(seg_filters=(8, 8, 8, 16), seg_blocks=(1, 1, 1, 1), seg_kernels=(3, 3, 3, 9),
+                         decision_filters=(4, 4, 8), decision_kernels=(3, 3, 3))
+
+
+def tiny_segdec(**kwargs: object):
+    """A SegDecNet of the size TINY_MODEL; ``kwargs``: its other arguments (input_channels, ...)."""
+    from kerasdec.models.segdec import SegDecNet
+
+    return SegDecNet(**dataclasses.asdict(TINY_MODEL), **kwargs)
+
+
+def with_tiny_model(build: Callable[..., RunConfig]) -> Callable[..., RunConfig]:
+    """``build`` (kerasdec.cli.build_fit_config, experiments' protocol.build) giving TINY_MODEL as the
+    network's size: how a test runs `kerasdec fit` or a protocol script on the tiny network (neither has
+    a flag for it; config.json records it, so a --resume of that run builds the tiny network again)."""
+    return lambda *args, **kwargs: dataclasses.replace(build(*args, **kwargs), model=TINY_MODEL)
 
 
 @dataclass

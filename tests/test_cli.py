@@ -1,7 +1,11 @@
+import dataclasses
+
 import pytest
 from click.testing import CliRunner
+from fakes import TINY_MODEL
 
 from kerasdec.cli import build_fit_config, main
+from kerasdec.config import ModelConfig
 
 
 def _flags(**given):
@@ -145,11 +149,12 @@ def test_optimizer_flag_reaches_the_compiled_model():
 
     cfg = build_fit_config("synthetic", None, None, None, None, optimizer="adam", lr=0.002, width=64,
                            height=64)
-    assert (cfg.train.optimizer, cfg.train.lr) == ("adam", 0.002)
-    model = build_model(cfg)
+    assert (cfg.train.optimizer, cfg.train.lr, cfg.model) == ("adam", 0.002, ModelConfig())  # published
+    model = build_model(dataclasses.replace(cfg, model=TINY_MODEL))
     assert isinstance(model.optimizer, keras.optimizers.Adam)
     assert abs(float(model.optimizer.learning_rate) - 0.002) < 1e-9
-    assert isinstance(build_model(build_fit_config("synthetic", None, None, None, None, width=64,
-                                                   height=64)).optimizer, keras.optimizers.SGD)
+    assert model.sizes() == {k: list(v) for k, v in dataclasses.asdict(TINY_MODEL).items()}  # cfg.model
+    cfg = build_fit_config("synthetic", None, None, None, None, width=64, height=64)
+    assert isinstance(build_model(dataclasses.replace(cfg, model=TINY_MODEL)).optimizer, keras.optimizers.SGD)
     result = CliRunner().invoke(main, ["fit", "--optimizer", "lbfgs"])
     assert result.exit_code == 2 and "--optimizer" in result.output

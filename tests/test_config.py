@@ -1,16 +1,45 @@
 import dataclasses
 import json
+import re
 
 import pytest
 
-from kerasdec.config import DataConfig, RunConfig, TrainConfig
+from kerasdec.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 
 
 def test_round_trip_through_json():
     cfg = RunConfig(data=DataConfig(dataset="ksdd", root="/data/ksdd", positives=10, segmented=3),
-                    train=TrainConfig(epochs=7, lr=0.5, jit=True), seed=4, run_dir="runs/x")
+                    train=TrainConfig(epochs=7, lr=0.5, jit=True), seed=4, run_dir="runs/x",
+                    model=ModelConfig(seg_filters=(8, 8, 8, 16), decision_kernels=(3, 3, 1)))
     again = RunConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
-    assert again == cfg
+    assert again == cfg and again.model.seg_filters == (8, 8, 8, 16)  # tuples again, not JSON's lists
+
+
+def test_the_default_network_is_the_published_one_also_for_a_config_json_without_it():
+    published = {"seg_filters": (32, 64, 64, 1024), "seg_blocks": (1, 3, 4, 1), "seg_kernels": (5, 5, 5, 15),
+                 "decision_filters": (8, 16, 32), "decision_kernels": (5, 5, 5)}
+    assert dataclasses.asdict(ModelConfig()) == published and RunConfig().model == ModelConfig()
+    stored = RunConfig(model=ModelConfig(seg_blocks=(1, 1, 1, 1))).to_dict()
+    del stored["model"]  # a run directory written before the size was stored
+    assert RunConfig.from_dict(json.loads(json.dumps(stored))).model == ModelConfig()
+
+
+@pytest.mark.parametrize("field, value, rule", [
+    ("seg_filters", (32, 64, 1024), "expected 4 positive integers"),
+    ("seg_kernels", (5, 5, 5, 14), "expected 4 positive odd integers"),
+    ("decision_filters", (8, 16, 0), "expected 3 positive integers"),
+    ("decision_kernels", "555", "expected 3 positive odd integers"),
+])
+def test_bad_network_sizes_name_the_field_also_from_config_json(field, value, rule):
+    with pytest.raises(ValueError, match=rf"{field}={re.escape(repr(value))}; {rule}"):
+        ModelConfig(**{field: value})
+    stored = RunConfig().to_dict()
+    stored["model"][field] = value
+    with pytest.raises(ValueError, match=rf"{field}=.*; {rule}"):
+        RunConfig.from_dict(json.loads(json.dumps(stored)))
+    stored["model"] = {"width": 2}
+    with pytest.raises(ValueError, match=r"unknown model config keys \['width'\]"):
+        RunConfig.from_dict(stored)
 
 
 def test_frozen_and_replace_validates():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Iterator
 
 import keras
@@ -15,7 +16,8 @@ from kerasdec.models.segdec import SegDecNet
 def build_model(cfg: RunConfig) -> SegDecNet:
     """SegDecNet compiled with its optimizer (plain SGD as published, or Adam) and built (model and
     optimizer) so that fit traces once."""
-    model = SegDecNet(input_channels=cfg.data.channels, gradient_adjustment=cfg.train.gradient_adjustment)
+    model = SegDecNet(input_channels=cfg.data.channels, gradient_adjustment=cfg.train.gradient_adjustment,
+                      **dataclasses.asdict(cfg.model))  # the network's size: published by default
     jit = "auto" if cfg.train.jit is None else cfg.train.jit
     optimizers = {"sgd": keras.optimizers.SGD, "adam": keras.optimizers.Adam}
     model.compile(optimizer=optimizers[cfg.train.optimizer](learning_rate=cfg.train.lr), jit_compile=jit)

@@ -1,6 +1,6 @@
 """Fixtures of the deploy tests, each built once per session.
 
-- a tiny random SegDecNet (64 px, threshold 0.3) and ONE SavedModel of it: shapes and contracts;
+- a random published SegDecNet (64 px, threshold 0.3) and ONE SavedModel of it: shapes and contracts;
 - the TRAINED default run (tests/conftest.py ``default_run``) exported once with int8: everything
   where decisions matter (int8 flips, the same decisions across runtimes and request sizes).
 """
@@ -29,6 +29,8 @@ def info() -> ModelInfo:
 
 @pytest.fixture(scope="session")
 def model() -> keras.Model:
+    """The published network (at 64 px): what users export, so the SavedModel and TFLite tests see its
+    15×15×1024 convolution (plain convolutions in the exported graph, its float16 and int8 conversion)."""
     keras.utils.set_random_seed(5)
     net = SegDecNet(input_channels=1, input_height=SIZE, input_width=SIZE, threshold=THRESHOLD)
     net(np.zeros((1, SIZE, SIZE, 1), np.float32))  # build

@@ -27,7 +27,9 @@ from kerasdec.cli import main
 from kerasdec.inference.runners import KerasRunner, keras_info
 from kerasdec.rundir import read_run_config
 
-pytestmark = pytest.mark.slow  # needs the ~4 min default run (shared with test_default_run.py)
+# The ~4 min default run (shared with test_default_run.py): a trained published network, the one users
+# deploy, where int8 flips and the decisions across runtimes mean something.
+pytestmark = pytest.mark.slow
 SIZE = 128
 N_IMAGES = 12  # test images sent through REST and predict (all 120 go through the export self-check)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fakes import write_ksdd
+from fakes import TINY_MODEL, with_tiny_model, write_ksdd
 
 EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
 sys.path.insert(0, str(EXPERIMENTS))  # the scripts import their sibling module ``protocol``
@@ -30,10 +30,30 @@ QUICK = ["--epochs", "1", "--width", "64", "--height", "64"]
 N = 2  # positives per fold run: the fake has 4 per training fold (6 kos folders × 4 parts, 1 defective each)
 
 
+# `python experiments/NAME.py ARGS` on the tiny network: every run of a protocol comes from protocol.build,
+# given TINY_MODEL by tests/fakes.py with_tiny_model before the script runs as __main__.
+TINY_SCRIPT = """
+import runpy, sys
+sys.path[:0] = sys.argv[1:3]  # tests/ (fakes) and experiments/ (protocol, as the script imports it)
+import protocol
+from fakes import with_tiny_model
+protocol.build = with_tiny_model(protocol.build)
+sys.argv = sys.argv[3:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
 def _script(name: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    return subprocess.run([sys.executable, str(EXPERIMENTS / name), *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=600)
+    paths = [str(Path(__file__).parents[1]), str(EXPERIMENTS)]
+    return subprocess.run([sys.executable, "-c", TINY_SCRIPT, *paths, str(EXPERIMENTS / name), *args],
+                          cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture
+def tiny_protocols(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A protocol's main() called in this process trains the tiny network (as TINY_SCRIPT does)."""
+    monkeypatch.setattr(protocol, "build", with_tiny_model(protocol.build))
 
 
 def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
@@ -63,6 +83,7 @@ def test_ksdd_protocol_joins_three_fold_runs_into_the_table(ksdd_protocol):
     for k, run in enumerate(runs):
         cfg = json.loads((run / "config.json").read_text())
         assert (cfg["data"]["fold"], cfg["data"]["positives"], cfg["train"]["epochs"]) == (k, N, 1)
+        assert cfg["model"]["seg_filters"] == list(TINY_MODEL.seg_filters)  # TINY_SCRIPT's
         assert (cfg["data"]["width"], cfg["data"]["height"], cfg["data"]["root"]) == (64, 64, str(root))
         with open(run / "results.csv", newline="") as f:
             tested += [r["name"] for r in csv.DictReader(f)]
@@ -243,7 +264,7 @@ def test_every_protocol_runs_as_a_module(tmp_path, capsys):
     assert stopped.value.code == 1 and not out.exists()  # the data is checked before anything is written
 
 
-def test_smoke_runs_the_whole_protocol_on_synthetic_data(synthetic_root, tmp_path):
+def test_smoke_runs_the_whole_protocol_on_synthetic_data(synthetic_root, tmp_path, tiny_protocols):
     """`python -m experiments.mixed --smoke`: three KSDD2 rows, one synthetic run (their settings are equal
     once on synthetic data; M = 0 would add a second run, without dynamic balance), a table."""
     out = tmp_path / "smoke"
@@ -253,6 +274,7 @@ def test_smoke_runs_the_whole_protocol_on_synthetic_data(synthetic_root, tmp_pat
     assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["smoke-1"]
     run = json.loads((out / "smoke-1" / "config.json").read_text())
     assert (run["data"]["dataset"], run["data"]["width"], run["train"]["epochs"]) == ("synthetic", 64, 1)
+    assert run["model"]["seg_filters"] == list(TINY_MODEL.seg_filters)
     metrics = json.loads((out / "smoke-1" / "metrics.json").read_text())
     with open(out / "table.csv", newline="") as f:
         rows = list(csv.DictReader(f))

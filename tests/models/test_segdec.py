@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from fakes import TINY_MODEL, tiny_segdec
 
 import kerasdec.models.layers as layers_module
 import kerasdec.models.segdec as segdec_module
+from kerasdec.config import ModelConfig
 from kerasdec.models.segdec import SegDecNet
 
 
@@ -23,9 +26,20 @@ def n_params(model: keras.Model) -> int:
 
 
 @pytest.fixture(scope="module")
-def model() -> SegDecNet:
+def published() -> SegDecNet:
+    """The published network: the tests that pin its size and layout use it."""
     keras.utils.set_random_seed(0)
     net = SegDecNet(input_channels=1)
+    net(images((1, 64, 64, 1)))
+    return net
+
+
+@pytest.fixture(scope="module")
+def model() -> SegDecNet:
+    """The tiny network: shapes, input checks, gradient flow, saving and precision do not depend on the
+    network's size."""
+    keras.utils.set_random_seed(0)
+    net = tiny_segdec(input_channels=1)
     net(images((1, 64, 64, 1)))
     return net
 
@@ -36,17 +50,18 @@ def restore_policy():
     keras.mixed_precision.set_global_policy("float32")
 
 
-def test_parameter_count_one_channel(model):
-    assert n_params(model) == 15_637_213
+def test_parameter_count_one_channel(published):
+    assert n_params(published) == 15_637_213
 
 
 def test_parameter_count_three_channels():
-    net = SegDecNet(input_channels=3)
+    net = SegDecNet(input_channels=3)  # the published network: its size is what this pins
     net(images((1, 64, 64, 3)))
     assert n_params(net) == 15_638_813
 
 
-def test_trainable_variables_follow_the_architecture(model):
+def test_trainable_variables_follow_the_architecture(published):
+    model = published
     blocks = [f"segmentation/block{i}" for i in range(1, 10)] + ["segmentation/seg_head"]
     blocks += [f"decision/block{i}" for i in range(1, 4)]
     expected = [f"{b}/{v}" for b in blocks for v in ("conv/kernel", "norm/scale", "norm/bias")]
@@ -58,16 +73,48 @@ def test_trainable_variables_follow_the_architecture(model):
                       (5, 5, 1025, 8), (5, 5, 8, 16), (5, 5, 16, 32)]
 
 
-def test_dense_head_initialised_uniform_within_inverse_sqrt_66():
+@pytest.mark.parametrize("sizes, fan_in", [({}, 66), (dataclasses.asdict(TINY_MODEL), 18)])
+def test_dense_head_initialised_uniform_within_inverse_sqrt_fan_in(sizes, fan_in):
     keras.utils.set_random_seed(1)
-    net = SegDecNet()
+    net = SegDecNet(**sizes)  # published: 66 = max and mean of 32 features + 2 seg values
     net(images((1, 64, 64, 1)))
     dense = net.decision_net.dense
-    limit = 1.0 / np.sqrt(66.0)
-    assert dense.kernel.shape == (66, 1)
+    limit = 1.0 / np.sqrt(fan_in)
+    assert dense.kernel.shape == (fan_in, 1)
     for w in (dense.kernel.numpy(), dense.bias.numpy()):
         assert np.all(np.abs(w) <= limit) and np.all(w != 0.0)
     assert np.abs(dense.kernel.numpy()).max() > 0.7 * limit  # spread over the range, not a narrow normal
+
+
+def test_the_network_size_is_a_constructor_argument_that_travels_in_the_keras_file(tmp_path):
+    sizes = dataclasses.asdict(TINY_MODEL)  # seg (8, 8, 8, 16) × (1, 1, 1, 1) blocks, decision (4, 4, 8)
+    keras.utils.set_random_seed(2)
+    net = SegDecNet(input_channels=3, **sizes)
+    out = net(images((2, 64, 96, 3)))
+    assert out["decision"].shape == (2, 1) and out["seg"].shape == (2, 8, 12, 1)
+    shapes = [tuple(v.shape) for v in net.trainable_variables if v.path.endswith("conv/kernel")]
+    assert shapes == [(3, 3, 3, 8), (3, 3, 8, 8), (3, 3, 8, 8), (9, 9, 8, 16), (1, 1, 16, 1),
+                      (3, 3, 17, 4), (3, 3, 4, 4), (3, 3, 4, 8)]
+    assert n_params(net) == 12_929 and net.sizes() == {k: list(v) for k, v in sizes.items()}
+    net.save(tmp_path / "tiny.keras")
+    loaded = keras.saving.load_model(tmp_path / "tiny.keras")
+    assert loaded.get_config() == net.get_config() and n_params(loaded) == n_params(net)
+    x = images((2, 64, 96, 3), seed=1)
+    np.testing.assert_allclose(loaded(x)["decision"].numpy(), net(x)["decision"].numpy(), atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"seg_filters": (8, 8, 16)}, r"seg_filters=\(8, 8, 16\); expected 4 positive integers"),
+    ({"seg_blocks": (1, 0, 1, 1)}, r"seg_blocks=\(1, 0, 1, 1\); expected 4 positive integers"),
+    ({"seg_kernels": (3, 3, 3, 8)}, r"seg_kernels=\(3, 3, 3, 8\); expected 4 positive odd integers"),
+    ({"decision_filters": (8, 16, 32, 64)}, r"decision_filters=\(8, 16, 32, 64\); expected 3 positive"),
+    ({"decision_kernels": 5}, r"decision_kernels=5; expected 3 positive odd integers"),
+])
+def test_bad_network_sizes_are_refused_naming_the_argument(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        SegDecNet(**kwargs)
+    with pytest.raises(ValueError, match=message):
+        ModelConfig(**kwargs)
 
 
 def test_output_shapes_and_dtypes(model):
@@ -147,7 +194,7 @@ def test_mixed_precision_outputs_float32(model, restore_policy, policy, low, tol
     x = images((1, 64, 64, 1), seed=5)
     reference = model(x)
     keras.mixed_precision.set_global_policy(policy)
-    net = SegDecNet()
+    net = tiny_segdec()
     net(x)
     net.set_weights(model.get_weights())
     out = net(x)
@@ -167,34 +214,36 @@ def test_import_under_another_backend_says_how_to_fix(monkeypatch, path):
 
 
 def test_input_size_and_threshold_travel_in_the_keras_file(tmp_path):
-    net = SegDecNet(input_channels=1, input_height=64, input_width=96, threshold=0.25)
+    net = tiny_segdec(input_channels=1, input_height=64, input_width=96, threshold=0.25)
     net(images((1, 64, 96, 1)))
     net.set_threshold(0.375)  # what kerasdec fit does after its test evaluation
     net.save(tmp_path / "m.keras")
     loaded = keras.saving.load_model(tmp_path / "m.keras")
     assert (loaded.input_height, loaded.input_width, loaded.threshold) == (64, 96, 0.375)
-    compiled = SegDecNet(input_channels=1)
+    compiled = tiny_segdec(input_channels=1)
     compiled.compile(optimizer=keras.optimizers.SGD(0.01))
     compiled.build_for_training((128, 64, 1))  # the trainer's build records the training size
     assert (compiled.input_height, compiled.input_width, compiled.threshold) == (128, 64, None)
 
 
-def test_a_file_saved_before_the_size_was_recorded_takes_its_build_shape(model, tmp_path):
+def test_a_file_saved_before_the_size_was_recorded_takes_its_build_shape(published, tmp_path):
+    """Published: a file without the network's size is read as the published network."""
     import json
     import zipfile
 
-    model.save(tmp_path / "new.keras")
+    published.save(tmp_path / "new.keras")
     with zipfile.ZipFile(tmp_path / "new.keras") as src, zipfile.ZipFile(tmp_path / "old.keras", "w") as dst:
         for item in src.namelist():
             data = src.read(item)
-            if item == "config.json":  # as kerasdec wrote it before: no input size, no threshold
+            if item == "config.json":  # as kerasdec wrote it before: no input size, threshold, sizes
                 config = json.loads(data)
-                for key in ("input_height", "input_width", "threshold"):
+                for key in ("input_height", "input_width", "threshold", *dataclasses.asdict(ModelConfig())):
                     del config["config"][key]
                 data = json.dumps(config).encode()
             dst.writestr(item, data)
     old = keras.saving.load_model(tmp_path / "old.keras")
     assert (old.input_height, old.input_width, old.threshold) == (64, 64, None)  # built at 64x64
+    assert n_params(old) == 15_637_213  # no sizes stored: the published network
     new = keras.saving.load_model(tmp_path / "new.keras")
     assert (new.input_height, new.input_width) == (None, None)  # recorded as unknown: stays unknown
 

@@ -30,12 +30,11 @@ def _batch() -> tuple:
 
 def _build(strategy):
     import keras
-
-    from kerasdec.models.segdec import SegDecNet
+    from fakes import tiny_segdec  # the tiny network: replicas sum alike whatever its size
 
     with strategy.scope():
         keras.utils.set_random_seed(0)
-        model = SegDecNet()
+        model = tiny_segdec()
         model.compile(optimizer=keras.optimizers.SGD(0.01))
         model.build_for_training((SIZE, SIZE, 1))
     model.seg_loss_weight.assign(SEG_W)
@@ -103,4 +102,5 @@ def test_mirrored_equals_single_device(tmp_path):
 
 
 if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).parents[1]))  # tests/, for fakes
     _main(Path(sys.argv[1]))

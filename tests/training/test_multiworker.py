@@ -20,11 +20,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fakes import write_folder
+from fakes import TINY_MODEL, write_folder
 
 from kerasdec.config import DataConfig, RunConfig, TrainConfig
 
 WORKER_TIMEOUT = 150  # s, per worker process (a 2-epoch run takes ~40 s here under load)
+# A worker: `kerasdec fit` in a fresh process, on the tiny network (tests/fakes.py with_tiny_model)
+WORKER = ("import kerasdec.cli as cli; from fakes import with_tiny_model; "
+          "cli.build_fit_config = with_tiny_model(cli.build_fit_config); cli.main()")
 FLAGS = ["--dataset", "folder", "--width", "64", "--height", "64", "--epochs", "2", "--lr", "0.01",
          "--batch-size", "3", "--validate-every", "1", "--seed", "5", "--dilate", "1", "--w-pos", "1"]
 # 8 samples an epoch in global batches of 3, 3, 2: each worker takes 2 a step; worker 1 gets padding
@@ -44,7 +47,7 @@ def reference(dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     cfg = RunConfig(data=DataConfig(dataset="folder", root=str(dataset), width=64, height=64,
                                     augment_geometry="flips", augment_jitter=0.1),
                     train=TrainConfig(epochs=2, lr=0.01, batch_size=3, validate_every=1), seed=5,
-                    run_dir=str(tmp_path_factory.mktemp("mw") / "reference"))
+                    run_dir=str(tmp_path_factory.mktemp("mw") / "reference"), model=TINY_MODEL)
     return fit(cfg)
 
 
@@ -60,7 +63,9 @@ def _free_ports(n: int) -> list[int]:
 
 
 def _pythonpath() -> str:
-    return os.pathsep.join([str(Path(__file__).parents[2]), os.environ.get("PYTHONPATH", "")])
+    """The checkout and tests/ (for fakes), then the caller's PYTHONPATH."""
+    here = Path(__file__).parents
+    return os.pathsep.join([str(here[2]), str(here[1]), os.environ.get("PYTHONPATH", "")])
 
 
 def _start_workers(args: list[str], logs: Path, stack: ExitStack) -> list[subprocess.Popen]:
@@ -76,8 +81,8 @@ def _start_workers(args: list[str], logs: Path, stack: ExitStack) -> list[subpro
                "PYTHONPATH": _pythonpath()}
         out = open(logs / f"worker{index}.log", "w")
         stack.callback(out.close)
-        proc = subprocess.Popen(["timeout", "-s", "KILL", str(WORKER_TIMEOUT), sys.executable, "-c",
-                                 "from kerasdec.cli import main; main()", "fit", *args],
+        proc = subprocess.Popen(["timeout", "-s", "KILL", str(WORKER_TIMEOUT), sys.executable, "-c", WORKER,
+                                 "fit", *args],
                                 env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         stack.callback(proc.wait)
         stack.callback(_kill, proc)

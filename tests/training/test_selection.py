@@ -8,6 +8,7 @@ import json
 
 import keras
 import numpy as np
+from fakes import TINY_MODEL
 
 from kerasdec.config import DataConfig, RunConfig, TrainConfig
 from kerasdec.data import pipeline, sources
@@ -38,7 +39,7 @@ def test_best_validation_model_is_tested_and_carries_the_threshold(severstal_roo
     cfg = RunConfig(data=DataConfig(dataset="severstal", root=str(severstal_root), width=64, height=64,
                                     decision_target="mask_max"),
                     train=TrainConfig(epochs=1, lr=0.01, batch_size=2, validate_every=1, test_model="best"),
-                    seed=0, run_dir=str(tmp_path / "run"))
+                    seed=0, run_dir=str(tmp_path / "run"), model=TINY_MODEL)
     run_dir = fit(cfg, callbacks=[SpoilLastEpoch()])
     metrics = json.loads((run_dir / "metrics.json").read_text())
     finished = json.loads((run_dir / "finished.json").read_text())

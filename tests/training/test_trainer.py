@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import errno
 import json
 import os
@@ -14,7 +15,7 @@ import keras
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from fakes import write_folder
+from fakes import TINY_MODEL, write_folder
 
 from kerasdec.cli import main
 from kerasdec.config import DataConfig, RunConfig, TrainConfig
@@ -48,10 +49,10 @@ def _tensorboard_tags(folder: Path) -> set[str]:
 def _config(root: Path, run_dir: Path, epochs: int = 3) -> RunConfig:
     return RunConfig(data=DataConfig(dataset="folder", root=str(root), width=64, height=64),
                      train=TrainConfig(epochs=epochs, lr=0.01, batch_size=2, validate_every=1),
-                     seed=5, run_dir=str(run_dir))
+                     seed=5, run_dir=str(run_dir), model=TINY_MODEL)
 
 
-def test_cli_fit_writes_a_complete_run_directory_and_never_overwrites(folder_data, tmp_path):
+def test_cli_fit_writes_a_complete_run_directory_and_never_overwrites(folder_data, tmp_path, tiny_cli):
     run_dir = tmp_path / "run"
     args = ["fit", "--dataset", "folder", "--data-root", str(folder_data.root), "--width", "64",
             "--height", "64", "--epochs", "2", "--batch-size", "2", "--validate-every", "1",
@@ -68,7 +69,7 @@ def test_cli_fit_writes_a_complete_run_directory_and_never_overwrites(folder_dat
     assert {"epoch_loss", "epoch_seg_loss", "epoch_cls_loss", "epoch_lambda", "epoch_ap"} <= tags
     assert {"validation/pr_curve", "validation/overlays"} <= tags  # pictures, not only scalars
     cfg = RunConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
-    assert (cfg.data.dataset, cfg.data.width, cfg.train.epochs) == ("folder", 64, 2)
+    assert (cfg.data.dataset, cfg.data.width, cfg.train.epochs, cfg.model) == ("folder", 64, 2, TINY_MODEL)
     assert cfg.run_dir == str(run_dir.resolve()) and Path(cfg.data.root).is_absolute()
 
     history = _history(run_dir)
@@ -144,7 +145,7 @@ def _killed_during_evaluation(monkeypatch):
     monkeypatch.setattr(evaluate, "evaluate_model", evaluate_model)
 
 
-def test_resume_after_faults_equals_an_uninterrupted_run(folder_data, tmp_path, monkeypatch):
+def test_resume_after_faults_equals_an_uninterrupted_run(folder_data, tmp_path, monkeypatch, tiny_cli):
     straight = fit(_config(folder_data.root, tmp_path / "straight", epochs=2))
     runner, run = CliRunner(), tmp_path / "run"
     monkeypatch.chdir(tmp_path)  # relative --data-root and --run-dir: stored resolved
@@ -236,7 +237,8 @@ def test_precision_policy_is_scoped_and_auto_means_float32_on_cpu():
     assert keras.config.dtype_policy().name == "float32"
     with precision_policy("mixed_bfloat16") as chosen:
         assert chosen == keras.config.dtype_policy().name == "mixed_bfloat16"
-        assert SegDecNet()(np.zeros((1, 64, 64, 1), np.float32))["decision"].dtype == "float32"
+        tiny = SegDecNet(**dataclasses.asdict(TINY_MODEL))
+        assert tiny(np.zeros((1, 64, 64, 1), np.float32))["decision"].dtype == "float32"
     assert keras.config.dtype_policy().name == "float32"
     with precision_policy("auto") as chosen:
         assert chosen == "float32"  # no GPU here; mixed_float16 where one is visible
