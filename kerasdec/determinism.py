@@ -5,15 +5,17 @@ Two settings, both process-wide in TensorFlow, applied for the duration of :func
 * ``tf.config.experimental.enable_op_determinism()``: TensorFlow's deterministic kernels where an op
   has two (GPU convolutions, reductions, scatter), and an error for an op that has none, so nothing
   nondeterministic slips in unnoticed. It also makes tf.data keep element order.
-* Grappler's constant-folding pass off. Measured on this project's 2-core CPU machines: with it on,
-  the graph of the row-GEMM 15×15 convolution (kerasdec/models/rowconv.py: per kernel row a matmul,
-  a pad, then a sum) returned results that differ in the last bits from call to call and from process
-  to process at some shapes (batch 10 of 64×256 or 128×128 images: up to 8 distinct outputs in 8
-  identical calls), and a Severstal-layout run trained under load ended at test AP 0.44 in one process
-  and 0.72 in another. With the pass off, 8 of 8 calls and two concurrent training processes agree bit
-  for bit. enable_op_determinism alone does not cover it (measured). benchmarks/determinism.py
-  reproduces both findings. Constant folding only precomputes parts of a graph that depend on
-  constants; a training step has few, so the measured cost is within the machine's noise (docs/
+* Grappler (TensorFlow's graph optimiser) off. Measured on this project's 2-core CPU machines: with
+  it on, a graph gave results that differ in the last bits from call to call and from process to
+  process, with identical inputs and weights: the row-GEMM 15×15 convolution (kerasdec/models/
+  rowconv.py) at some shapes (batch 10 of 64×256 or 128×128 images: up to 8 distinct outputs in 8
+  identical calls), and the decision stage's gradients of a trained network (3 distinct results in 20
+  calls on one recorded batch). A Severstal-layout run trained under load ended at test AP 0.44 in one
+  process and 0.72 in another. No single Grappler pass explains the second case (turning off constant
+  folding, arithmetic, layout, remapping, memory, loop, dependency, shape or function optimisation one
+  at a time left it), and enable_op_determinism covers neither; with Grappler off, repeated calls,
+  in-process fits and fits in separate processes beside 0-4 busy processes agree bit for bit.
+  benchmarks/determinism.py reproduces the first finding and measures the cost (docs/
   run-directory.md "Reproducibility" has the numbers).
 
 Imports TensorFlow only when entered, so the package root stays light.
@@ -27,7 +29,7 @@ from collections.abc import Iterator
 
 logger = logging.getLogger(__name__)
 
-GRAPPLER_OPTION = "constant_folding"  # the Grappler pass turned off for reproducible results
+GRAPPLER_OPTION = "disable_meta_optimizer"  # Grappler off entirely for reproducible results
 
 
 def _op_determinism() -> tuple:
@@ -48,7 +50,7 @@ def deterministic(enabled: bool = True) -> Iterator[bool]:
     Functions traced inside the block keep the behaviour they were built with.
 
     Args:
-        enabled: turn TensorFlow's op determinism on and Grappler's constant folding off.
+        enabled: turn TensorFlow's op determinism on and Grappler off.
 
     Yields:
         ``enabled``.
@@ -65,14 +67,14 @@ def deterministic(enabled: bool = True) -> Iterator[bool]:
     is_enabled, enable, disable = _op_determinism()
     was_enabled = is_enabled()
     options = tf.config.optimizer.get_experimental_options()
-    previous_folding = options.get(GRAPPLER_OPTION)
+    previous_grappler = options.get(GRAPPLER_OPTION)
     enable()
-    tf.config.optimizer.set_experimental_options({GRAPPLER_OPTION: False})
+    tf.config.optimizer.set_experimental_options({GRAPPLER_OPTION: True})
     try:
         yield True
     finally:
         tf.config.optimizer.set_experimental_options(
-            {GRAPPLER_OPTION: True if previous_folding is None else previous_folding})
+            {GRAPPLER_OPTION: False if previous_grappler is None else previous_grappler})
         if not was_enabled and disable is not None:
             disable()
         elif not was_enabled:

@@ -49,9 +49,9 @@ def test_deterministic_sets_and_restores_the_process_settings():
     with deterministic() as on:
         assert on is True
         assert tf_config.is_op_determinism_enabled()
-        assert tf.config.optimizer.get_experimental_options()[GRAPPLER_OPTION] is False
+        assert tf.config.optimizer.get_experimental_options()[GRAPPLER_OPTION] is True
     assert not tf_config.is_op_determinism_enabled()
-    assert tf.config.optimizer.get_experimental_options().get(GRAPPLER_OPTION, True) is True
+    assert tf.config.optimizer.get_experimental_options().get(GRAPPLER_OPTION, False) is False
     with deterministic(False) as on:
         assert on is False
         assert not tf_config.is_op_determinism_enabled()
