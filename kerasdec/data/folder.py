@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from kerasdec.data.listing import is_file
 from kerasdec.data.samples import Sample
 
 logger = logging.getLogger(__name__)
@@ -77,7 +78,7 @@ def _images(folder: Path) -> dict[str, Path]:
         return {}
     found: dict[str, Path] = {}
     for path in sorted(folder.iterdir()):
-        if not path.is_file() or path.name.startswith(".") or path.suffix.lower() not in IMAGE_SUFFIXES:
+        if path.name.startswith(".") or path.suffix.lower() not in IMAGE_SUFFIXES or not is_file(path):
             continue
         if path.stem in found:
             raise ValueError(f"{path} and {found[path.stem]} share the name {path.stem!r}; expected "
