@@ -59,7 +59,10 @@ class Commands(click.Group):
     def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)
-        except (click.ClickException, click.exceptions.Exit, click.Abort):
+        except click.ClickException as err:  # click's own errors quote the value given, too
+            err.message = cut_line(err.message)
+            raise
+        except (click.exceptions.Exit, click.Abort):
             raise
         except Exception as err:
             message = fault_message(err)
@@ -114,7 +117,11 @@ def _exclude(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
     """--exclude given: those names ("none" = nothing); not given: None (the dataset's default)."""
     if not values:
         return None
-    return tuple(v for v in values if v.lower() != "none")
+    names = tuple(v for v in values if v.lower() != "none")
+    if names and len(names) < len(values):
+        raise click.BadParameter(f"'none' (exclude nothing) with sample names {list(names)[:3]}; give one or "
+                                 "the other")
+    return names
 
 
 def build_fit_config(dataset: str, positives: int | None, protocol: str | None, seed: int | None,

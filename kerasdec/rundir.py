@@ -120,6 +120,17 @@ def samples_difference(run_dir: Path | str, stored: dict[str, list], found: dict
     return None
 
 
+def compare_samples(run_dir: Path | str, found: dict[str, list], root: str | None
+                    ) -> tuple[bool | None, str | None]:
+    """Whether ``found`` ({split: rows}) are the run's own samples: (True, None); (False, how they differ);
+    (None, None) for a run without samples.json (they cannot be checked)."""
+    stored = read_samples(run_dir)
+    if stored is None:
+        return None, None
+    difference = samples_difference(run_dir, stored, found, root)
+    return difference is None, difference
+
+
 def new_run_folder(parent: Path, dataset: str) -> Path:
     """A new parent/<dataset>-<date>-<time>[-k] folder for a training run."""
     return new_folder(parent, f"{dataset}-{datetime.now():%Y%m%d-%H%M%S}")

@@ -27,9 +27,11 @@ Citation: Severstal, "Severstal: Steel Defect Detection", Kaggle, 2019.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import logging
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +44,8 @@ logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
 CLASS_IDS = ("1", "2", "3", "4")  # the defect classes of train.csv
+# The longest encoding of a 1600x256 image (every other pixel, "start length" pairs) is about 2.9 MB.
+MAX_FIELD_CHARS = 4 * 2**20
 
 
 def rle_decode(rle: str, shape: tuple[int, int]) -> np.ndarray:
@@ -143,19 +147,25 @@ def read_csv(path: Path) -> dict[str, list[str]]:
             with another ClassId, no ImageId, or (current format) no encoding: the line is named.
     """
     rles: dict[str, list[str]] = defaultdict(list)
-    with open(path, newline="", encoding="utf-8") as f:
+    with open(path, newline="", encoding="utf-8") as f, _field_limit():
         reader = csv.DictReader(f)
+        try:
+            rows = [(reader.line_num, row) for row in reader]  # (last line of the row, row)
+        except csv.Error as err:  # e.g. a field longer than any encoding of a 1600x256 image
+            # line_num does not count the line that failed yet
+            raise ValueError(f"{path} line {reader.line_num + 1}: {err}; expected "
+                             "ImageId,ClassId,EncodedPixels rows") from err
         fields = reader.fieldnames or []
         if "EncodedPixels" not in fields or not ({"ImageId", "ImageId_ClassId"} & set(fields)):
             raise ValueError(f"{path} has header {shown(fields)}; expected ImageId,ClassId,EncodedPixels")
         current = "ImageId" in fields
-        for row in reader:
+        for number, row in rows:
             encoding = (row["EncodedPixels"] or "").strip()
             if current:
                 image_id, class_id = (row["ImageId"] or "").strip(), (row.get("ClassId") or "").strip()
             else:
                 image_id, _, class_id = (row["ImageId_ClassId"] or "").strip().rpartition("_")
-            where = f"{path} line {reader.line_num}"
+            where = f"{path} line {number}"
             if class_id not in CLASS_IDS:
                 raise ValueError(f"{where}: ClassId {shown(class_id)}; expected one of "
                                  f"{', '.join(CLASS_IDS)} (Severstal's four defect classes)")
@@ -167,6 +177,16 @@ def read_csv(path: Path) -> dict[str, list[str]]:
             if encoding:
                 rles[image_id].append(encoding)
     return dict(rles)
+
+
+@contextlib.contextmanager
+def _field_limit(chars: int = MAX_FIELD_CHARS) -> Iterator[None]:
+    """csv's field size limit (process-wide; 131,072 by default) set to ``chars`` while reading."""
+    previous = csv.field_size_limit(chars)
+    try:
+        yield
+    finally:
+        csv.field_size_limit(previous)
 
 
 # The published split (full data: 6,666 defective and 5,902 defect-free images).
@@ -218,7 +238,7 @@ def rle_origin(image_path: Path | str, rle: str) -> str:
     csv_path = image_path.parent.parent / "train.csv"
     line = None
     try:
-        with open(csv_path, newline="", encoding="utf-8") as f:
+        with open(csv_path, newline="", encoding="utf-8") as f, _field_limit():
             reader = csv.DictReader(f)
             for row in reader:
                 image_id = row.get("ImageId") or (row.get("ImageId_ClassId") or "").rsplit("_", 1)[0]

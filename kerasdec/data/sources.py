@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections import Counter
 from pathlib import Path
 from typing import Callable
 
@@ -124,7 +125,7 @@ def from_split_file(cfg: DataConfig, split: str) -> list[Sample]:
     entries = splits.entries_for(cfg.split_file, cfg.dataset, split, group)
     root = Path(_root(cfg))
     if cfg.dataset == "ksdd":
-        return _ksdd_folders(cfg, root, entries)
+        return _ksdd_folders(cfg, root, entries, split)
     if cfg.dataset == "severstal":
         on_disk, base, suffix = severstal.all_samples(root), root / "train_images", ".jpg"
     elif cfg.dataset == "ksdd2":
@@ -132,6 +133,7 @@ def from_split_file(cfg: DataConfig, split: str) -> list[Sample]:
     else:  # dagm: file names with or without their extension
         on_disk = dagm.list_samples(root, split, category=cfg.category)
         base, suffix = on_disk[0].image_path.parent, ""
+    _warn_duplicates(cfg, [key for key, _ in entries], split)
     by_path = {_image_key(s.image_path.resolve(), cfg.dataset): s for s in on_disk}
     chosen, missing = [], []
     for key, seg in entries:
@@ -150,8 +152,9 @@ def _image_key(path: Path, dataset: str) -> Path:
     return path.with_suffix("") if dataset == "dagm" and path.suffix.lower() == ".png" else path
 
 
-def _ksdd_folders(cfg: DataConfig, root: Path, entries: list) -> list[Sample]:
-    """KSDD entries name kos folders directly under the data root."""
+def _ksdd_folders(cfg: DataConfig, root: Path, entries: list, split: str) -> list[Sample]:
+    """KSDD entries name kos folders directly under the data root (a folder listed twice is used once)."""
+    _warn_duplicates(cfg, [key for key, _ in entries], split)
     chosen, missing = {}, []
     for key, seg in entries:
         target = splits.resolve_name(root, root, key, cfg.split_file)
@@ -161,6 +164,14 @@ def _ksdd_folders(cfg: DataConfig, root: Path, entries: list) -> list[Sample]:
             chosen[target.name] = seg
     _refuse_missing(cfg, missing, f"folder {(missing or [''])[0]}")
     return ksdd.folders_samples(root, chosen, cfg.max_pixels)
+
+
+def _warn_duplicates(cfg: DataConfig, keys: list, split: str) -> None:
+    repeated = [key for key, count in Counter(keys).items() if count > 1]
+    if repeated:
+        logger.warning("%s lists %d name(s) of its %s part more than once, e.g. %s; %s", cfg.split_file,
+                       len(repeated), split, shown(repeated[0]),
+                       "each folder is used once" if cfg.dataset == "ksdd" else "each listing is used")
 
 
 def _refuse_missing(cfg: DataConfig, missing: list, what: str) -> None:

@@ -38,7 +38,7 @@ from kerasdec.deploy import data as export_data
 from kerasdec.determinism import deterministic
 from kerasdec.files import TMP_PREFIX, fsync_dir, read_json, remove, write_json
 from kerasdec.inference.contract import METADATA_FILE, ModelInfo
-from kerasdec.rundir import model_path, read_run_config, tested_model
+from kerasdec.rundir import compare_samples, model_path, read_run_config, tested_model
 
 logger = logging.getLogger(__name__)
 
@@ -112,7 +112,8 @@ def export_source(source: Path | str, base_dir: Path | str, *, which: str | None
                                threshold_from=origin, max_pixels=int(max_pixels))
     logger.info("decision threshold %.6g from %s", threshold, origin)
     held_out = held_out or export_data.probe_images(info.height, info.width, info.channels)
-    extra = {"source": str(Path(source).resolve()), "model_file": str(model_file.resolve())}
+    extra = {"source": str(Path(source).resolve()), "model_file": str(model_file.resolve()),
+             **_data_record(cfg, data_root, model_file.parent, modes)}
     return _build_and_publish(keras.model, info, base, version, modes, calibration, held_out, extra)
 
 
@@ -131,6 +132,26 @@ def _export_images(cfg: Any, data_root: Path | str | None, modes: Sequence[str],
     except (FileNotFoundError, ValueError) as err:
         raise type(err)(f"{err} (export checks every artifact on the run's held-out images; pass --data-root "
                         "when the data moved)") from err
+
+
+def _data_record(cfg: Any, data_root: Path | str | None, run_dir: Path,
+                 modes: Sequence[str]) -> dict[str, Any]:
+    """What data calibrated and checked the export: its root, and whether it holds the run's own samples
+    (samples.json; a warning when it does not: int8 calibrated on other data ships other weights)."""
+    from kerasdec.data.sources import load_split, validation_split
+    from kerasdec.deploy.tflite import CALIBRATED
+
+    if cfg is None:
+        return {}
+    data_cfg = export_data.data_config(cfg, data_root)
+    splits = [validation_split(data_cfg)] + (["train"] if any(m in CALIBRATED for m in modes) else [])
+    found = {split: [[s.name, s.is_positive, s.is_segmented] for s in load_split(data_cfg, split, cfg.seed)]
+             for split in splits}
+    own, difference = compare_samples(run_dir, found, data_cfg.root)
+    if own is False:
+        logger.warning("%s. The export calibrates and checks on it anyway; metadata.json records its root "
+                       "and run_data false", difference)
+    return {"data_root": data_cfg.root, "run_data": own}
 
 
 def prepare_base(base_dir: Path | str, version: int | None) -> Path:

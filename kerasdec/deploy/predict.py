@@ -55,8 +55,11 @@ def collect_inputs(inputs: Iterable[Path | str], suffixes: Sequence[str] = IMAGE
     found: list[Path] = []
     for item in map(Path, inputs):
         if item.is_dir():
-            found += sorted(p for p in item.rglob("*") if p.suffix.lower() in suffixes
-                            and (p.is_file() or (p.is_symlink() and not p.exists())))
+            files = [p for p in item.rglob("*") if p.is_file() or (p.is_symlink() and not p.exists())]
+            found += sorted(p for p in files if p.suffix.lower() in suffixes)
+            if skipped := [p for p in files if p.suffix.lower() not in suffixes]:
+                logger.warning("%s: %d file(s) skipped, not images by their suffix (%s), e.g. %s", item,
+                               len(skipped), ", ".join(suffixes), skipped[0])
         elif item.is_file() or item.is_symlink():
             found.append(item)
         else:

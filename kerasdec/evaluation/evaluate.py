@@ -34,11 +34,10 @@ from kerasdec.rundir import (
     METRICS_FILE,
     RESULTS_FILE,
     SAMPLES_FILE,
+    compare_samples,
     evaluation_folder,
     model_path,
     read_run_config,
-    read_samples,
-    samples_difference,
     tested_model,
 )
 
@@ -271,14 +270,13 @@ def run_data(run: Path, split: str, samples: Sequence[Sample], root: str | None,
     Raises:
         ValueError: the samples differ from the run's and ``other_data`` is False.
     """
-    stored = read_samples(run)
-    if stored is None:
+    found = {split: [[s.name, s.is_positive, s.is_segmented] for s in samples]}
+    own, difference = compare_samples(run, found, root)
+    if own is None:
         logger.warning("%s has no %s (written by an older kerasdec): the data cannot be checked; this "
                        "evaluation will not give a model its threshold", run, SAMPLES_FILE)
         return None
-    found = {split: [[s.name, s.is_positive, s.is_segmented] for s in samples]}
-    difference = samples_difference(run, stored, found, root)
-    if difference is None:
+    if own:
         return True
     if not other_data:
         raise ValueError(f"{difference}; expected the run's data (--data-root where it is now), or pass "

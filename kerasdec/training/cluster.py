@@ -78,6 +78,8 @@ def parse_tf_config(text: str | None) -> Cluster:
         config = json.loads(text)
     except json.JSONDecodeError as err:
         _fail("is not valid JSON", f"{err.msg} at character {err.pos}")
+    except RecursionError:  # json.loads recurses per level of nesting
+        _fail("is nested too deeply", "expected a JSON object with 'cluster' and 'task'")
     if not isinstance(config, dict):
         _fail("is not a JSON object", f"found {type(config).__name__}")
     jobs = _check_jobs(config.get("cluster"))

@@ -122,3 +122,40 @@ def test_every_echoed_value_is_cut(tmp_path):
     line = fault_message(ValueError("start " + "y" * 10**6 + " end"))
     assert line.startswith("start yyy") and line.endswith("yyy end") and len(line) < LINE_CHARS + 100
     assert "characters cut" in line and cut_line("short") == "short"
+
+
+def test_files_kerasdec_reads_back_are_bounded_too(tmp_path):
+    import zipfile
+
+    from kerasdec.files import read_json
+    from kerasdec.models.saving import ModelFileError, read_model_config
+    from kerasdec.training.cluster import parse_tf_config
+
+    deep = tmp_path / "config.json"
+    deep.write_text("[" * DEPTH + "]" * DEPTH)
+    with pytest.raises(ValueError, match=r"config.json nests its values too deeply to be read"):
+        read_json(deep)  # config.json, samples.json, metadata.json, state.json of a run from elsewhere
+    with pytest.raises(ValueError, match=r"TF_CONFIG is nested too deeply"):
+        parse_tf_config("[" * DEPTH + "]" * DEPTH)
+    bomb = tmp_path / "model.keras"  # a zip whose config.json inflates to 100 MB from 100 KB
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("config.json", b" " * 100 * 2**20)
+    assert bomb.stat().st_size < 200_000
+    with pytest.raises(ModelFileError, match=r"model.keras: its member config.json declares 104,857,600 "
+                                             r"bytes, more than the 16,777,216 a kerasdec model file holds"):
+        read_model_config(bomb)
+    with zipfile.ZipFile(bomb, "w") as archive:
+        archive.writestr("config.json", "[" * DEPTH + "]" * DEPTH)
+    with pytest.raises(ModelFileError, match=r"is not a readable .keras file \(RecursionError"):
+        read_model_config(bomb)
+
+
+def test_a_severstal_field_beyond_any_encoding_is_one_line(tmp_path):
+    from kerasdec.data import severstal
+
+    path = tmp_path / "train.csv"
+    path.write_text("ImageId,ClassId,EncodedPixels\na.jpg,1," + "1 2 " * 1_200_000 + "\n")  # 4.8 MB
+    with pytest.raises(ValueError, match=r"train.csv line 2: field larger than field limit \(4194304\)"):
+        severstal.read_csv(path)
+    path.write_text("ImageId,ClassId,EncodedPixels\na.jpg,1," + "1 2 " * 100_000 + "\n")  # over csv's default
+    assert len(severstal.read_csv(path)["a.jpg"][0]) == 399_999

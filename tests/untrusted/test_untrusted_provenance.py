@@ -114,3 +114,16 @@ def test_an_unchecked_evaluation_never_sets_a_threshold(run, tmp_path):
     assert result.exit_code == 0, result.output
     assert json.loads((old / "evaluate-test-best" / "metrics.json").read_text())["run_data"] is None
     assert stored_threshold(old / "model_best.keras") == (None, None)
+
+
+def test_export_records_the_data_it_calibrates_and_checks_on(run, other_root, tiny_run, caplog):
+    import logging
+
+    from kerasdec.deploy import export
+
+    cfg = read_run_config(run)
+    assert export._data_record(cfg, None, run, ()) == {"data_root": str(tiny_run.data.root), "run_data": True}
+    with caplog.at_level(logging.WARNING, logger="kerasdec.deploy.export"):
+        record = export._data_record(cfg, other_root, run, ("int8",))
+    assert record == {"data_root": str(other_root), "run_data": False}
+    assert "The export calibrates and checks on it anyway" in caplog.text

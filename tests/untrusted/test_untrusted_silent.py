@@ -189,3 +189,42 @@ def test_an_export_keeps_its_own_folders_from_a_concurrent_cleanup(tmp_path, mon
         export._build_and_publish(None, None, tmp_path, None, (), None, None, {})
     assert seen == {"removed": [], "kept": True}
     assert list(tmp_path.iterdir()) == []  # the failed export removed its folders and its lock
+
+
+def test_files_a_source_or_predict_does_not_take_are_a_warning(tmp_path, caplog):
+    from fakes import imwrite
+
+    from kerasdec.deploy.predict import collect_inputs
+
+    data = write_folder(tmp_path / "data")
+    imwrite(data.root / "train" / "ok" / "batch2" / "x.png", data.masks["train/defect/bad000"])  # a subfolder
+    (data.root / "train" / "ok" / "y.gif").write_bytes(b"GIF89a")
+    with caplog.at_level(logging.WARNING):
+        load_split(DataConfig(dataset="folder", root=str(data.root)), "train", seed=0)
+        assert len(collect_inputs([data.root / "train" / "ok"])) == 6  # 5 images + batch2/x.png
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings[0] == (f"{data.root / 'train' / 'ok'}: 2 entries ignored, not image files (.png, .jpg, "
+                           ".jpeg, .bmp, .tif, .tiff), e.g. 'batch2'")
+    assert warnings[1].startswith(f"{data.root / 'train' / 'ok'}: 1 file(s) skipped, not images by their "
+                                  "suffix")
+
+
+def test_a_split_file_listing_a_name_twice_is_a_warning(tmp_path, caplog):
+    import json
+
+    data = write_ksdd2(tmp_path / "KSDD2")
+    ids = [int(n.split("/")[1]) for n in data.names["train"]]
+    path = tmp_path / "split.json"
+    path.write_text(json.dumps([[[i, True] for i in ids] + [[ids[0], True]], [[10010, True]]]))
+    with caplog.at_level(logging.WARNING, logger="kerasdec.data.sources"):
+        cfg = DataConfig(dataset="ksdd2", root=str(data.root), split_file=str(path))
+        samples = load_split(cfg, "train", 0)
+    assert len(samples) == len(ids) + 1  # as listed (the published code would train on it twice, too)
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
+        f"{path} lists 1 name(s) of its train part more than once, e.g. {ids[0]}; each listing is used"]
+
+
+def test_exclude_none_with_names_is_a_usage_error():
+    result = CliRunner().invoke(main, ["fit", "--exclude", "none", "--exclude", "kos01/Part0"])
+    assert result.exit_code == 2
+    assert "'none' (exclude nothing) with sample names ['kos01/Part0']" in result.output
