@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING
 
 import click
 
-from kerasdec.config import DISTRIBUTES  # no tensorflow
+from kerasdec.config import DEFAULT_MAX_PIXELS, DISTRIBUTES  # no tensorflow
+from kerasdec.echo import cut_line
 from kerasdec.inference.contract import TFLITE_MODES  # no tensorflow: --help stays fast
 from kerasdec.presets import PROTOCOLS
 
@@ -49,7 +50,7 @@ def fault_message(err: BaseException) -> str | None:
         text = found.group(2)
     else:
         return None
-    return " ".join(text.split())
+    return cut_line(" ".join(text.split()))  # a value echoed from a file can be megabytes long
 
 
 class Commands(click.Group):
@@ -58,7 +59,10 @@ class Commands(click.Group):
     def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)
-        except (click.ClickException, click.exceptions.Exit, click.Abort):
+        except click.ClickException as err:  # click's own errors quote the value given, too
+            err.message = cut_line(err.message)
+            raise
+        except (click.exceptions.Exit, click.Abort):
             raise
         except Exception as err:
             message = fault_message(err)
@@ -76,13 +80,34 @@ def main(verbose: bool) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
 
 
+def given(ctx: click.Context, name: str) -> bool:
+    """Whether the parameter ``name`` was set by the user (command line or environment), not defaulted."""
+    return ctx.get_parameter_source(name) in (click.core.ParameterSource.COMMANDLINE,
+                                              click.core.ParameterSource.ENVIRONMENT)
+
+
+def refuse_together(ctx: click.Context, name: str, others: tuple[str, ...], why: str) -> None:
+    """Conflicting flags are a usage error, never one of them silently ignored: ``name`` with any of
+    ``others`` (parameter names) given too raises click.UsageError naming both and ``why``."""
+    if not given(ctx, name):
+        return
+    for other in others:
+        if given(ctx, other):
+            flags = ["/".join(p.opts) for p in ctx.command.params if p.name in (name, other)]
+            raise click.UsageError(f"{' and '.join(flags)} conflict: {why}; give only one of them")
+
+
+MAX_PIXELS_HELP = (f"Refuse an image (or mask) whose header declares more pixels, before decoding it "
+                   f"(default {DEFAULT_MAX_PIXELS:,} = {DEFAULT_MAX_PIXELS // 10**6} MP; a small file can "
+                   "declare a huge image).")
+
 # Commands are defined below, one section each: fit, split, evaluate, predict, export, bench.
 
 
 # ---------------------------------------------------------------------------------------------- fit
 _DATA_FLAGS = ("root", "width", "height", "channels", "segmented", "fold", "category", "split_file",
                "dilate", "w_pos", "p", "weighted_seg", "frequency_sampling", "exclude", "decision_target",
-               "augment_geometry", "augment_jitter")
+               "augment_geometry", "augment_jitter", "max_pixels")
 _TRAIN_FLAGS = ("epochs", "steps", "lr", "optimizer", "delta", "batch_size", "dynamic_balance",
                 "gradient_adjustment", "precision", "jit", "validate_every", "distribute", "test_model",
                 "drop_last", "deterministic")
@@ -92,7 +117,11 @@ def _exclude(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
     """--exclude given: those names ("none" = nothing); not given: None (the dataset's default)."""
     if not values:
         return None
-    return tuple(v for v in values if v.lower() != "none")
+    names = tuple(v for v in values if v.lower() != "none")
+    if names and len(names) < len(values):
+        raise click.BadParameter(f"'none' (exclude nothing) with sample names {list(names)[:3]}; give one or "
+                                 "the other")
+    return names
 
 
 def build_fit_config(dataset: str, positives: int | None, protocol: str | None, seed: int | None,
@@ -106,6 +135,9 @@ def build_fit_config(dataset: str, positives: int | None, protocol: str | None, 
 
     data = {k: flags[k] for k in _DATA_FLAGS if flags.get(k) is not None}
     train = {k: flags[k] for k in _TRAIN_FLAGS if flags.get(k) is not None}
+    if "epochs" in train and "steps" in train:
+        raise ValueError(f"--epochs {train['epochs']} and --steps {train['steps']} conflict: both size the "
+                         "run (--steps sets the epochs from the number of updates); give only one of them")
     if "epochs" in train and "steps" not in train:
         train["steps"] = None  # the user sized the run by epochs
     cfg = preset(dataset, positives=positives, protocol=protocol, **data)
@@ -168,6 +200,7 @@ def build_fit_config(dataset: str, positives: int | None, protocol: str | None, 
                    "whose texture looks alike rotated).")
 @click.option("--augment-jitter", type=click.FloatRange(0, 0.5),
               help="Training-time brightness/contrast jitter amplitude (0 = off).")
+@click.option("--max-pixels", type=click.IntRange(min=1), help=MAX_PIXELS_HELP)
 @click.option("--precision", type=click.Choice(["auto", "float32", "mixed_float16", "mixed_bfloat16"]),
               help="Default auto: mixed_float16 on a GPU, float32 otherwise.")
 @click.option("--jit/--no-jit", default=None, help="XLA compilation (default: on when a GPU is visible).")
@@ -247,11 +280,18 @@ def split(src: str, dst: str, to_json: bool) -> None:
               help="val = the split training validated on (test for datasets without one).")
 @click.option("--model", "which", type=click.Choice(["best", "final"]),
               help=TESTED_HELP)
-def evaluate(run_dir: str, data_root: str | None, split: str, which: str) -> None:
-    """Evaluate a run into a new folder RUN_DIR/evaluate-<split>-<model>; prints that folder."""
+@click.option("--other-data", is_flag=True,
+              help="Evaluate data whose samples are not the run's (samples.json); refused without it. The "
+                   "result records its data root and never gives the model its threshold.")
+def evaluate(run_dir: str, data_root: str | None, split: str, which: str, other_data: bool) -> None:
+    """Evaluate a run into a new folder RUN_DIR/evaluate-<split>-<model>; prints that folder.
+
+    The data must hold the samples the run used (samples.json), as with `fit --resume`.
+    """
     from kerasdec.evaluation.evaluate import evaluate_run
 
-    out = evaluate_run(run_dir, data_root=data_root, split=split, which=which)  # faults: see Commands
+    out = evaluate_run(run_dir, data_root=data_root, split=split, which=which,
+                       other_data=other_data)  # faults: see Commands
     click.echo(str(out))
 
 
@@ -271,8 +311,9 @@ def evaluate(run_dir: str, data_root: str | None, split: str, which: str) -> Non
               help="Run a .keras model at --width x --height although it was trained at another size "
                    "(the scores change; refused without this flag).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--max-pixels", type=click.IntRange(min=1), default=DEFAULT_MAX_PIXELS, help=MAX_PIXELS_HELP)
 def predict(model: str, inputs: tuple[str, ...], out_dir: str, threshold: float | None, width: int | None,
-            height: int | None, allow_other_size: bool, batch_size: int) -> None:
+            height: int | None, allow_other_size: bool, batch_size: int, max_pixels: int) -> None:
     """Score images with MODEL (run directory, .keras, SavedModel folder or .tflite); prints the out folder.
 
     Writes OUT/scores.csv (path, score, decision, overlay, error) and OUT/overlays/ (one heatmap overlay
@@ -290,9 +331,12 @@ def predict(model: str, inputs: tuple[str, ...], out_dir: str, threshold: float 
 
     if (width is None) != (height is None):
         raise click.UsageError("--width and --height go together")
+    if allow_other_size and width is None:
+        raise click.UsageError("--allow-other-size needs --width and --height (the size to run at)")
     try:
         out = predict_images(model, inputs, out_dir, threshold=threshold, width=width, height=height,
-                             allow_other_size=allow_other_size, batch_size=batch_size, progress=progress)
+                             allow_other_size=allow_other_size, batch_size=batch_size, progress=progress,
+                             max_pixels=max_pixels)
     finally:
         if bars:
             bars[0].render_finish()
@@ -322,9 +366,12 @@ def predict(model: str, inputs: tuple[str, ...], out_dir: str, threshold: float 
               show_default=True, help="Training images that calibrate int8 (all when the split is smaller).")
 @click.option("--check-images", "check_count", type=click.IntRange(min=1), default=200, show_default=True,
               help="Held-out images every artifact is checked on (all when the split is smaller).")
+@click.option("--max-pixels", type=click.IntRange(min=1), default=DEFAULT_MAX_PIXELS,
+              help="The served signatures refuse an image of more pixels, serving_bytes from the file's "
+                   f"header before decoding it (default {DEFAULT_MAX_PIXELS:,} = 50 MP).")
 def export(source: str, base_dir: str, version: int | None, tflite_modes: tuple[str, ...], which: str,
            threshold: float | None, data_root: str | None, width: int | None, height: int | None,
-           calibration_count: int, check_count: int) -> None:
+           calibration_count: int, check_count: int, max_pixels: int) -> None:
     """Export SOURCE (a run directory or a .keras file) as a TF Serving SavedModel, optionally TFLite.
 
     Every artifact is checked against the Keras model on held-out images before the version is
@@ -335,10 +382,14 @@ def export(source: str, base_dir: str, version: int | None, tflite_modes: tuple[
 
     if (width is None) != (height is None):
         raise click.UsageError("--width and --height go together")
+    if given(click.get_current_context(), "calibration_count") and "int8" not in tflite_modes:
+        raise click.UsageError("--calibration-images is only used by --tflite int8; add it or drop "
+                               "--calibration-images")
     try:
         written = export_source(source, base_dir, which=which, version=version, tflite_modes=tflite_modes,
                                 threshold=threshold, data_root=data_root, width=width, height=height,
-                                calibration_count=calibration_count, check_count=check_count)
+                                calibration_count=calibration_count, check_count=check_count,
+                                max_pixels=max_pixels)
     except ExportCheckError as err:  # an artifact failed its self-check: nothing was published
         raise click.ClickException(" ".join(str(err).split())) from err
     for path in written.values():
@@ -372,7 +423,7 @@ def _parse_sizes(ctx: click.Context, param: click.Parameter, values: tuple[str, 
               type=click.Choice(["auto", "float32", "mixed_float16", "mixed_bfloat16"]),
               help="Repeatable, rows each (default auto: mixed_float16 on a GPU, else float32).")
 @click.option("--jit/--no-jit", default=None, help="XLA compilation (default: on when a GPU is visible).")
-@click.option("--xla-both", is_flag=True, help="Rows with XLA off AND on (overrides --jit).")
+@click.option("--xla-both", is_flag=True, help="Rows with XLA off AND on (not with --jit).")
 @click.option("--steps", type=click.IntRange(min=1), default=5, show_default=True,
               help="Timed steps (and batches) per repeat.")
 @click.option("--warmup", type=click.IntRange(min=0), default=2, show_default=True,
@@ -401,6 +452,10 @@ def bench(dataset: str, width: int | None, height: int | None, channels: int | N
 
     from kerasdec.presets import INPUTS
 
+    ctx = click.get_current_context()
+    refuse_together(ctx, "xla_both", ("jit",), "--xla-both times XLA off and on")
+    refuse_together(ctx, "quick", ("steps", "warmup", "repeats", "batch_size", "sizes", "published", "width",
+                                   "height"), "--quick fixes 64x64, batch 1, one step and one repeat")
     for path, flag in ((json_path, "--json"), (markdown_path, "--markdown")):
         if path is not None and Path(path).exists():
             raise click.ClickException(f"{flag} {path} already exists; choose a new file "

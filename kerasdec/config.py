@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from kerasdec.echo import shown
+
 DATASETS = ("synthetic", "ksdd", "ksdd2", "dagm", "severstal", "folder")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 DISTRIBUTES = ("none", "mirrored", "multiworker")
@@ -34,6 +36,9 @@ SEGMENTATION_BLOCKS = (1, 3, 4, 1)  # published: 9 convolutions
 SEGMENTATION_KERNELS = (5, 5, 5, 15)  # published
 DECISION_FILTERS = (8, 16, 32)  # published
 DECISION_KERNELS = (5, 5, 5)  # published
+# Images whose header declares more pixels are refused before decoding (data/imagesize.py): a small
+# compressed file can declare 30000×30000 pixels, and the decoder allocates what it declares.
+DEFAULT_MAX_PIXELS = 50_000_000  # 50 MP: 80× a KolektorSDD image, 120× a Severstal one
 
 
 def _check(condition: bool, message: str) -> None:
@@ -44,7 +49,7 @@ def _check(condition: bool, message: str) -> None:
 def _check_finite(name: str, value: float, rule: str) -> None:
     """A float setting must be a finite number (nan and inf pass most comparisons silently)."""
     _check(isinstance(value, (int, float)) and math.isfinite(value),
-           f"{name}={value}; expected a finite number {rule} (--{name.replace('_', '-')})")
+           f"{name}={shown(value)}; expected a finite number {rule} (--{name.replace('_', '-')})")
 
 
 def check_input_size(width: int, height: int, where: str = "") -> None:
@@ -57,7 +62,7 @@ def check_input_size(width: int, height: int, where: str = "") -> None:
     """
     for name, value in (("width", width), ("height", height)):
         _check(value >= MIN_SIZE and value % DOWNSCALE == 0,
-               f"{name}={value}{where}; expected a multiple of {DOWNSCALE}, at least {MIN_SIZE}")
+               f"{name}={shown(value)}{where}; expected a multiple of {DOWNSCALE}, at least {MIN_SIZE}")
 
 
 @dataclass(frozen=True)
@@ -83,46 +88,50 @@ class DataConfig:
     frequency_sampling: bool = True  # frequency-of-use sampling of negatives; False = uniform
     augment_geometry: str = "none"  # training-time geometry group (GEOMETRIES); "none" as published
     augment_jitter: float = 0.0  # training-time brightness/contrast jitter amplitude; 0 = off (published)
+    max_pixels: int = DEFAULT_MAX_PIXELS  # images (and masks) declaring more pixels are refused undecoded
 
     def __post_init__(self) -> None:
-        _check(self.dataset in DATASETS, f"dataset={self.dataset!r}; expected one of {DATASETS}")
+        _check(self.dataset in DATASETS, f"dataset={shown(self.dataset)}; expected one of {DATASETS}")
         _check(self.dataset == "synthetic" or self.root is not None,
-               f"dataset={self.dataset!r} needs a data root (--data-root PATH)")
+               f"dataset={shown(self.dataset)} needs a data root (--data-root PATH)")
         check_input_size(self.width, self.height)
-        _check(self.channels in (1, 3), f"channels={self.channels}; expected 1 or 3")
+        _check(self.channels in (1, 3), f"channels={shown(self.channels)}; expected 1 or 3")
         _check(self.positives is None or self.positives >= 1,
-               f"positives={self.positives}; expected >= 1 (--positives: training needs defective images) "
-               "or None (all)")
+               f"positives={shown(self.positives)}; expected >= 1 (--positives: training needs defective "
+               "images) or None (all)")
         _check(self.segmented is None or self.segmented >= 0,
-               f"segmented={self.segmented}; expected >= 0 or None (all)")
-        _check(self.fold is None or self.fold in (0, 1, 2), f"fold={self.fold}; expected 0, 1 or 2")
+               f"segmented={shown(self.segmented)}; expected >= 0 or None (all)")
+        _check(self.fold is None or self.fold in (0, 1, 2), f"fold={shown(self.fold)}; expected 0, 1 or 2")
         _check(self.fold is None or self.dataset == "ksdd",
-               f"fold={self.fold} (--fold) is only used by dataset='ksdd'; dataset={self.dataset!r} has "
-               "no folds: drop it")
+               f"fold={shown(self.fold)} (--fold) is only used by dataset='ksdd'; "
+               f"dataset={shown(self.dataset)} has no folds: drop it")
         _check(self.category is None or 1 <= self.category <= 10,
-               f"category={self.category}; expected 1..10")
+               f"category={shown(self.category)}; expected 1..10")
         _check(self.category is None or self.dataset == "dagm",
-               f"category={self.category} (--category) is only used by dataset='dagm'; "
-               f"dataset={self.dataset!r} has no categories: drop it")
+               f"category={shown(self.category)} (--category) is only used by dataset='dagm'; "
+               f"dataset={shown(self.dataset)} has no categories: drop it")
         _check(self.dataset != "dagm" or self.category is not None,
                "dataset='dagm' needs a category (--category 1..10)")
-        _check(self.dilate >= 1, f"dilate={self.dilate}; expected >= 1")
+        _check(self.dilate >= 1, f"dilate={shown(self.dilate)}; expected >= 1")
         _check(self.decision_target in DECISION_TARGETS,
-               f"decision_target={self.decision_target!r}; expected one of {DECISION_TARGETS}")
+               f"decision_target={shown(self.decision_target)}; expected one of {DECISION_TARGETS}")
         if self.exclude is not None:  # JSON gives a list
             object.__setattr__(self, "exclude", tuple(str(name) for name in self.exclude))
         _check_finite("w_pos", self.w_pos, "> 0")
-        _check(self.w_pos > 0, f"w_pos={self.w_pos}; expected > 0")
+        _check(self.w_pos > 0, f"w_pos={shown(self.w_pos)}; expected > 0")
         _check_finite("p", self.p, ">= 0")
-        _check(self.p >= 0, f"p={self.p}; expected >= 0")
+        _check(self.p >= 0, f"p={shown(self.p)}; expected >= 0")
         _check(self.augment_geometry in GEOMETRIES,
-               f"augment_geometry={self.augment_geometry!r}; expected one of {GEOMETRIES}")
+               f"augment_geometry={shown(self.augment_geometry)}; expected one of {GEOMETRIES}")
         _check(self.augment_geometry != "d4" or self.width == self.height,
-               f"augment_geometry='d4' rotates by 90°, which needs a square input; width={self.width}, "
-               f"height={self.height}: use 'flips' or 'rot180' (--augment-geometry)")
+               "augment_geometry='d4' rotates by 90°, which needs a square input; "
+               f"width={shown(self.width)}, height={shown(self.height)}: use 'flips' or 'rot180' "
+               "(--augment-geometry)")
         _check_finite("augment_jitter", self.augment_jitter, "in [0, 0.5]")
         _check(0 <= self.augment_jitter <= 0.5,
-               f"augment_jitter={self.augment_jitter}; expected a number in [0, 0.5]")
+               f"augment_jitter={shown(self.augment_jitter)}; expected a number in [0, 0.5]")
+        _check(isinstance(self.max_pixels, int) and self.max_pixels >= 1,
+               f"max_pixels={shown(self.max_pixels)}; expected a whole number of pixels >= 1 (--max-pixels)")
 
 
 @dataclass(frozen=True)
@@ -147,21 +156,23 @@ class TrainConfig:
     deterministic: bool = True  # reproducible arithmetic (kerasdec.determinism): same seed, same bits
 
     def __post_init__(self) -> None:
-        _check(self.epochs >= 1, f"epochs={self.epochs}; expected >= 1")
-        _check(self.steps is None or self.steps >= 1, f"steps={self.steps}; expected >= 1 or None (--steps)")
+        _check(self.epochs >= 1, f"epochs={shown(self.epochs)}; expected >= 1")
+        _check(self.steps is None or self.steps >= 1,
+               f"steps={shown(self.steps)}; expected >= 1 or None (--steps)")
         _check_finite("lr", self.lr, "> 0")
-        _check(self.lr > 0, f"lr={self.lr}; expected > 0")
+        _check(self.lr > 0, f"lr={shown(self.lr)}; expected > 0")
         _check_finite("delta", self.delta, ">= 0")
-        _check(self.delta >= 0, f"delta={self.delta}; expected >= 0")
-        _check(self.batch_size >= 1, f"batch_size={self.batch_size}; expected >= 1")
+        _check(self.delta >= 0, f"delta={shown(self.delta)}; expected >= 0")
+        _check(self.batch_size >= 1, f"batch_size={shown(self.batch_size)}; expected >= 1")
         _check(self.precision in PRECISIONS,
-               f"precision={self.precision!r}; expected one of {PRECISIONS}")
-        _check(self.validate_every >= 1, f"validate_every={self.validate_every}; expected >= 1")
-        _check(self.optimizer in OPTIMIZERS, f"optimizer={self.optimizer!r}; expected one of {OPTIMIZERS}")
+               f"precision={shown(self.precision)}; expected one of {PRECISIONS}")
+        _check(self.validate_every >= 1, f"validate_every={shown(self.validate_every)}; expected >= 1")
+        _check(self.optimizer in OPTIMIZERS,
+               f"optimizer={shown(self.optimizer)}; expected one of {OPTIMIZERS}")
         _check(self.test_model in TEST_MODELS,
-               f"test_model={self.test_model!r}; expected one of {TEST_MODELS}")
+               f"test_model={shown(self.test_model)}; expected one of {TEST_MODELS}")
         _check(self.distribute in DISTRIBUTES,
-               f"distribute={self.distribute!r}; expected one of {DISTRIBUTES}")
+               f"distribute={shown(self.distribute)}; expected one of {DISTRIBUTES}")
 
 
 def check_sizes(name: str, values: Sequence[int], count: int, odd: bool = False) -> None:
@@ -225,5 +236,6 @@ class RunConfig:
 def _build(cls: type, values: dict[str, Any], where: str, **extra: Any) -> Any:
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = set(values) - known
-    _check(not unknown, f"unknown {where} config keys {sorted(unknown)}; expected some of {sorted(known)}")
+    _check(not unknown,
+           f"unknown {where} config keys {shown(sorted(unknown))}; expected some of {sorted(known)}")
     return cls(**values, **extra)

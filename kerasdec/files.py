@@ -219,6 +219,9 @@ def read_json(path: Path | str) -> Any:
     path = Path(path)
     try:
         return json.loads(path.read_text(encoding="utf-8"))
+    except RecursionError as err:  # json.loads recurses per level of nesting
+        raise ValueError(f"{path} nests its values too deeply to be read; expected the file kerasdec wrote — "
+                         "restore it or start a new run") from err
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"{path} is not valid JSON ({err}); expected the file kerasdec wrote — "
                          "restore it or start a new run") from err

@@ -10,6 +10,7 @@ from datetime import datetime
 from pathlib import Path
 
 from kerasdec.config import RunConfig
+from kerasdec.echo import shown
 from kerasdec.files import new_folder, read_json, write_json
 
 # The files of a run directory (`kerasdec fit`); README.md "The run directory" describes each.
@@ -88,6 +89,46 @@ def resolve_paths(cfg: RunConfig) -> RunConfig:
     data = dataclasses.replace(cfg.data, root=resolved(cfg.data.root),
                                split_file=resolved(cfg.data.split_file))
     return dataclasses.replace(cfg, data=data, run_dir=resolved(cfg.run_dir))
+
+
+def read_samples(run_dir: Path | str) -> dict[str, list] | None:
+    """The run's samples.json ({split: [[name, is_positive, is_segmented], ...]}); None for runs made
+    before it was written.
+
+    Raises:
+        ValueError: the file is corrupt (message names it).
+    """
+    path = Path(run_dir) / SAMPLES_FILE
+    return read_json(path) if path.is_file() else None
+
+
+def samples_difference(run_dir: Path | str, stored: dict[str, list], found: dict[str, list],
+                       root: str | None) -> str | None:
+    """None when every split of ``found`` holds exactly the samples ``stored`` (samples.json) records for
+    it; otherwise one line saying how the data under ``root`` differs (``fit --resume`` and
+    ``evaluate`` check the data with it)."""
+    for split, rows in found.items():
+        before = stored.get(split) or []
+        if before == rows:
+            continue
+        old, now = {tuple(r) for r in before}, {tuple(r) for r in rows}
+        missing, extra = sorted(old - now), sorted(now - old)
+        example = (f"e.g. {shown(missing[0][0])} missing" if missing else
+                   f"e.g. {shown(extra[0][0])} not in the run" if extra else "a different order")
+        return (f"The data under {root} is not this run's: its {split} split has {len(rows)} images, the run "
+                f"was trained with {len(before)} ({example}; see {Path(run_dir) / SAMPLES_FILE})")
+    return None
+
+
+def compare_samples(run_dir: Path | str, found: dict[str, list], root: str | None
+                    ) -> tuple[bool | None, str | None]:
+    """Whether ``found`` ({split: rows}) are the run's own samples: (True, None); (False, how they differ);
+    (None, None) for a run without samples.json (they cannot be checked)."""
+    stored = read_samples(run_dir)
+    if stored is None:
+        return None, None
+    difference = samples_difference(run_dir, stored, found, root)
+    return difference is None, difference
 
 
 def new_run_folder(parent: Path, dataset: str) -> Path:

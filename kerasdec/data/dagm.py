@@ -25,7 +25,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from kerasdec.data.listing import is_file
 from kerasdec.data.samples import Sample
+from kerasdec.echo import SHOWN_CHARS, shown
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +63,7 @@ def list_samples(root: Path | str, split: str, category: int) -> list[Sample]:
     split_dir = root / f"Class{category}" / SPLIT_FOLDERS[split]
     if not split_dir.is_dir():
         raise FileNotFoundError(f"split folder {split_dir} does not exist; expected {split_dir}/0001.PNG")
-    images = {p.stem: p for p in sorted(split_dir.iterdir()) if p.is_file() and _is_png(p)}
+    images = {p.stem: p for p in sorted(split_dir.iterdir()) if _is_png(p) and is_file(p)}
     if not images:
         raise ValueError(f"Found 0 images under {root}; expected {split_dir}/0001.PNG")
     labels = _label_files(split_dir / "Label", images)
@@ -87,7 +89,7 @@ def _label_files(label_dir: Path, images: dict[str, Path]) -> dict[str, Path]:
         return {}
     labels = {}
     for path in sorted(label_dir.iterdir()):
-        if not (path.is_file() and _is_png(path) and path.stem.lower().endswith(LABEL_SUFFIX)):
+        if not (_is_png(path) and path.stem.lower().endswith(LABEL_SUFFIX) and is_file(path)):
             continue
         stem = path.stem[:-len(LABEL_SUFFIX)]
         if stem not in images:
@@ -109,12 +111,13 @@ def check_labels_table(table: Path, images: dict[str, Path], labels: dict[str, P
         fields = line.split()
         if not fields:
             continue
-        where = f"{table} line {number} ({line.strip()!r})"
+        where = f"{table} line {number} ({shown(line.strip())})"
         if len(fields) < 5 or fields[1] not in ("0", "1"):
             raise ValueError(f"{where} is malformed; expected 'id flag image 0 label-or-0' with flag 0 or 1")
         stem = by_name.get(fields[2].lower())
         if stem is None:
-            raise ValueError(f"{where} names image {table.parent.parent / fields[2]}, which does not exist")
+            raise ValueError(f"{where} names image {table.parent.parent / _name(fields[2])}, which does "
+                             "not exist")
         listed.add(stem)
         _check_row(where, fields, labels.get(stem), table.parent / f"{stem}{LABEL_SUFFIX}.PNG")
     unlisted = sorted(set(images) - listed)
@@ -129,4 +132,9 @@ def _check_row(where: str, fields: list[str], label: Path | None, expected: Path
     if fields[1] == "0" and label is not None:
         raise ValueError(f"{where} marks the image defect-free but the label {label} exists")
     if label is not None and fields[4].lower() != label.name.lower():
-        raise ValueError(f"{where} names label {fields[4]!r} but the file is {label}")
+        raise ValueError(f"{where} names label {shown(fields[4])} but the file is {label}")
+
+
+def _name(field: str) -> str:
+    """A file name from Labels.txt as it is, or quoted cut when it is too long to be one."""
+    return field if len(field) <= SHOWN_CHARS else shown(field)

@@ -23,6 +23,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from kerasdec.config import DEFAULT_MAX_PIXELS
+from kerasdec.data.imagesize import FORMATS, check_pixels
 from kerasdec.data.samples import Sample
 
 logger = logging.getLogger(__name__)
@@ -32,37 +34,47 @@ _WARNED: set[str | None] = set()  # datasets already warned about irregular mask
 _WARNED_LOCK = threading.Lock()  # tf.data decodes from several threads
 
 
-def _imread(path: Path | str, flags: int) -> np.ndarray:
-    """cv2.imread with clear errors for a missing or unreadable file."""
+def _imread(path: Path | str, flags: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """cv2.imdecode with clear errors for a missing or unreadable file, and for one whose header declares
+    more than ``max_pixels`` pixels (refused before decoding: data/imagesize.py)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"Image file not found: {path}; expected an existing image file")
     # np.fromfile + imdecode instead of imread: works with non-ASCII paths and never returns a
     # silently empty array for a truncated file without us noticing.
     data = np.fromfile(str(path), dtype=np.uint8)
+    if data.size:
+        check_pixels(data, max_pixels, path)
     try:
         image = cv2.imdecode(data, flags) if data.size else None
     except cv2.error:  # some decoders raise instead of returning None
         image = None
     if image is None:
         raise ValueError(f"{path} is not a readable image (OpenCV could not decode its {data.size} "
-                         "bytes); expected a PNG, JPEG, BMP or another format OpenCV reads")
+                         f"bytes); expected a {FORMATS} file")
     return image
 
 
-def read_image(path: Path | str, channels: int) -> np.ndarray:
+def read_unchanged(path: Path | str, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """A label or mask file decoded at its own depth and channels, its size checked first (see _imread)."""
+    return _imread(path, cv2.IMREAD_UNCHANGED, max_pixels)
+
+
+def read_image(path: Path | str, channels: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Read an image as grayscale or RGB.
 
     Args:
         path: the image file.
         channels: 1 = grayscale, 3 = RGB (OpenCV's BGR order is converted).
+        max_pixels: refuse (undecoded) an image whose header declares more pixels.
 
     Returns:
         uint8 array (H, W, channels).
 
     Raises:
         FileNotFoundError: the file does not exist (message names it).
-        ValueError: ``channels`` is not 1 or 3, or the file is not a readable image.
+        ValueError: ``channels`` is not 1 or 3, the file is not a readable image, or it declares more
+            than ``max_pixels`` pixels.
 
     Example:
         >>> image = read_image("kos01/Part0.jpg", channels=1)  # (1266, 500, 1) uint8
@@ -70,9 +82,9 @@ def read_image(path: Path | str, channels: int) -> np.ndarray:
     if channels not in (1, 3):
         raise ValueError(f"channels={channels}; expected 1 or 3")
     if channels == 1:
-        image = _imread(path, cv2.IMREAD_GRAYSCALE)[:, :, None]  # (H, W, 1)
+        image = _imread(path, cv2.IMREAD_GRAYSCALE, max_pixels)[:, :, None]  # (H, W, 1)
     else:
-        image = cv2.cvtColor(_imread(path, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)  # (H, W, 3)
+        image = cv2.cvtColor(_imread(path, cv2.IMREAD_COLOR, max_pixels), cv2.COLOR_BGR2RGB)  # (H, W, 3)
     return np.ascontiguousarray(image, dtype=np.uint8)
 
 
@@ -127,8 +139,10 @@ def _warn_irregular(path: Path | str, note: str, dataset: str | None) -> None:
         " Further masks like this in this dataset are logged at debug level only." if first else "")
 
 
-def _mask_from_file(sample: Sample, shape_hw: tuple[int, int], dataset: str | None) -> np.ndarray:
-    values = mask_values(_imread(sample.mask_path, cv2.IMREAD_UNCHANGED))  # (h, w) at the file's depth
+def _mask_from_file(sample: Sample, shape_hw: tuple[int, int], dataset: str | None,
+                    max_pixels: int) -> np.ndarray:
+    raw = _imread(sample.mask_path, cv2.IMREAD_UNCHANGED, max_pixels)
+    values = mask_values(raw)  # (h, w) at the file's depth
     if values.shape[:2] != tuple(shape_hw):
         raise ValueError(
             f"Mask {sample.mask_path} is {values.shape[1]}x{values.shape[0]} (WxH) but its image "
@@ -154,7 +168,8 @@ def _mask_from_rle(sample: Sample, shape_hw: tuple[int, int]) -> np.ndarray:
     return mask
 
 
-def read_mask(sample: Sample, shape_hw: tuple[int, int], dataset: str | None = None) -> np.ndarray:
+def read_mask(sample: Sample, shape_hw: tuple[int, int], dataset: str | None = None,
+              max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Read a sample's defect mask at its image's size.
 
     Taken from ``sample.mask_path`` if set (read by the mask rule of the module docstring), else from
@@ -165,6 +180,7 @@ def read_mask(sample: Sample, shape_hw: tuple[int, int], dataset: str | None = N
         sample: the record; ``image_path`` is only used in error messages.
         shape_hw: (height, width) of the sample's image as read from disk.
         dataset: any key naming the dataset: irregular masks are warned about once per key.
+        max_pixels: refuse (undecoded) a mask file whose header declares more pixels.
 
     Returns:
         uint8 array (h, w) with values 0 and 255.
@@ -177,7 +193,7 @@ def read_mask(sample: Sample, shape_hw: tuple[int, int], dataset: str | None = N
     """
     shape_hw = (int(shape_hw[0]), int(shape_hw[1]))
     if sample.mask_path is not None:
-        mask = _mask_from_file(sample, shape_hw, dataset)
+        mask = _mask_from_file(sample, shape_hw, dataset, max_pixels)
     elif sample.rle:
         mask = _mask_from_rle(sample, shape_hw)
     elif sample.is_positive and sample.is_segmented:

@@ -20,7 +20,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from kerasdec.data.listing import is_file
 from kerasdec.data.samples import Sample
+from kerasdec.echo import shown
 
 logger = logging.getLogger(__name__)
 
@@ -76,13 +78,20 @@ def _images(folder: Path) -> dict[str, Path]:
     if not folder.is_dir():
         return {}
     found: dict[str, Path] = {}
+    ignored = []
     for path in sorted(folder.iterdir()):
-        if not path.is_file() or path.name.startswith(".") or path.suffix.lower() not in IMAGE_SUFFIXES:
+        if path.name.startswith("."):
+            continue
+        if path.suffix.lower() not in IMAGE_SUFFIXES or not is_file(path):
+            ignored.append(path.name)
             continue
         if path.stem in found:
             raise ValueError(f"{path} and {found[path.stem]} share the name {path.stem!r}; expected "
                              "one file per name (masks are matched by name)")
         found[path.stem] = path
+    if ignored:  # e.g. images in a subfolder, or a format by another suffix: say so, once per folder
+        logger.warning("%s: %d entr%s ignored, not image files (%s), e.g. %s", folder, len(ignored),
+                       "y" if len(ignored) == 1 else "ies", ", ".join(IMAGE_SUFFIXES), shown(ignored[0]))
     return found
 
 

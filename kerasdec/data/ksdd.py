@@ -33,9 +33,11 @@ import logging
 import re
 from pathlib import Path
 
-import cv2
 import numpy as np
 
+from kerasdec.config import DEFAULT_MAX_PIXELS
+from kerasdec.data.decode import read_unchanged
+from kerasdec.data.listing import is_dir, is_file
 from kerasdec.data.samples import Sample
 
 logger = logging.getLogger(__name__)
@@ -45,7 +47,8 @@ DEFAULT_SPLIT_SEED = 0  # seed of the fold assignment when none is given
 
 
 def list_samples(root: Path | str, split: str, fold: int = 0, split_seed: int = DEFAULT_SPLIT_SEED,
-                 folders: int | None = None, segmented: int | None = None, seed: int = 0) -> list[Sample]:
+                 folders: int | None = None, segmented: int | None = None, seed: int = 0,
+                 max_pixels: int = DEFAULT_MAX_PIXELS) -> list[Sample]:
     """List the samples of the train or test part of one seeded fold.
 
     Args:
@@ -57,6 +60,7 @@ def list_samples(root: Path | str, split: str, fold: int = 0, split_seed: int = 
             training folders.
         segmented: of the drawn folders, how many keep pixel labels; None = all.
         seed: seed of the folder draw.
+        max_pixels: label bitmaps declaring more pixels are refused undecoded (positivity is read from them).
 
     Returns:
         Samples named "kosNN/PartK", ordered by folder then part number.
@@ -68,16 +72,16 @@ def list_samples(root: Path | str, split: str, fold: int = 0, split_seed: int = 
     if split not in ("train", "test"):
         raise ValueError(f"split={split!r}; expected 'train' or 'test' (KolektorSDD has no 'val')")
     root = check_root(root)
-    names = sorted(d.name for d in root.iterdir() if d.is_dir() and any(d.glob("Part*.jpg")))
+    names = sorted(d.name for d in root.iterdir() if is_dir(d) and any(d.glob("Part*.jpg")))
     if not names:
         raise ValueError(f"Found 0 images under {root}; expected {root}/kos01/Part0.jpg")
     test = fold_folders(names, fold, split_seed)
     if split == "test":
-        return folders_samples(root, {name: True for name in test})
+        return folders_samples(root, {name: True for name in test}, max_pixels)
     train = [name for name in names if name not in test]
     if folders is not None or segmented is not None:
-        return draw_folders(root, train, folders, segmented, seed)
-    return folders_samples(root, {name: True for name in train})
+        return draw_folders(root, train, folders, segmented, seed, max_pixels)
+    return folders_samples(root, {name: True for name in train}, max_pixels)
 
 
 def check_root(root: Path | str) -> Path:
@@ -89,18 +93,19 @@ def check_root(root: Path | str) -> Path:
     return root
 
 
-def folders_samples(root: Path, chosen: dict[str, bool]) -> list[Sample]:
+def folders_samples(root: Path, chosen: dict[str, bool],
+                    max_pixels: int = DEFAULT_MAX_PIXELS) -> list[Sample]:
     """The samples of the chosen folders ({folder: segmented}), sorted by folder."""
-    samples = [s for name in sorted(chosen) for s in folder_samples(root / name, chosen[name])]
+    samples = [s for name in sorted(chosen) for s in folder_samples(root / name, chosen[name], max_pixels)]
     logger.info("KSDD: %d folders, %d images (%d defective)", len(chosen), len(samples),
                 sum(s.is_positive for s in samples))
     return samples
 
 
 def draw_folders(root: Path, train: list[str], n: int | None, segmented: int | None,
-                 seed: int) -> list[Sample]:
+                 seed: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> list[Sample]:
     """N seeded training folders that hold a defect (all their parts); pixel labels on the first M."""
-    by_folder = {name: folder_samples(root / name) for name in train}
+    by_folder = {name: folder_samples(root / name, max_pixels=max_pixels) for name in train}
     candidates = [name for name in train if any(s.is_positive for s in by_folder[name])]
     n_all = n is None
     n = len(candidates) if n is None else n
@@ -114,7 +119,8 @@ def draw_folders(root: Path, train: list[str], n: int | None, segmented: int | N
     drawn = [candidates[i] for i in order[:n]]
     labelled = set(drawn[:n if segmented is None else segmented])
     kept = train if n_all else drawn  # positives=None: every training folder, defect-free ones too
-    return folders_samples(root, {name: name in labelled or name not in candidates for name in kept})
+    return folders_samples(root, {name: name in labelled or name not in candidates for name in kept},
+                           max_pixels)
 
 
 def fold_folders(folders: list[str], fold: int, split_seed: int = DEFAULT_SPLIT_SEED) -> list[str]:
@@ -133,13 +139,14 @@ def fold_folders(folders: list[str], fold: int, split_seed: int = DEFAULT_SPLIT_
     return sorted(folders[i] for i in group)
 
 
-def folder_samples(folder: Path, segmented: bool = True) -> list[Sample]:
+def folder_samples(folder: Path, segmented: bool = True,
+                   max_pixels: int = DEFAULT_MAX_PIXELS) -> list[Sample]:
     """The samples of one kos folder; ``segmented=False`` makes its positives image-label only."""
-    images = sorted(folder.glob("Part*.jpg"), key=_part_number)
+    images = sorted((p for p in folder.glob("Part*.jpg") if is_file(p)), key=_part_number)
     samples = []
     for image in images:
         label = image.with_name(f"{image.stem}_label.bmp")
-        positive = label_is_positive(label)
+        positive = label_is_positive(label, max_pixels)
         samples.append(Sample(name=f"{folder.name}/{image.stem}", image_path=image,
                               is_positive=positive, is_segmented=segmented or not positive,
                               mask_path=label))
@@ -151,17 +158,14 @@ def _part_number(path: Path) -> tuple[int, str]:
     return (int(match.group()) if match else -1, path.stem)
 
 
-def label_is_positive(label: Path) -> bool:
+def label_is_positive(label: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> bool:
     """True when the label image has any nonzero pixel.
 
     Raises:
         FileNotFoundError: the label file is missing.
-        ValueError: the label file cannot be decoded.
+        ValueError: the label file cannot be decoded, or declares more than ``max_pixels`` pixels.
     """
-    if not label.is_file():
+    if not is_file(label):
         raise FileNotFoundError(f"label {label} does not exist; expected a label image beside "
                                 f"every image (all-zero when defect-free)")
-    mask = cv2.imread(str(label), cv2.IMREAD_UNCHANGED)
-    if mask is None:
-        raise ValueError(f"label {label} cannot be read; expected a readable image file")
-    return bool(np.any(mask))
+    return bool(np.any(read_unchanged(label, max_pixels)))

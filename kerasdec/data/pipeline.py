@@ -57,9 +57,9 @@ class ElementLoader:
 
     def _compute(self, index: int, t: int) -> tuple[np.ndarray, ...]:
         sample = self.samples[index]
-        image = read_image(sample.image_path, self.cfg.channels)  # (h, w, C) uint8
+        image = read_image(sample.image_path, self.cfg.channels, self.cfg.max_pixels)  # (h, w, C) uint8
         dataset = f"{self.cfg.dataset} {self.cfg.root}"  # irregular masks: one warning per dataset
-        mask = read_mask(sample, image.shape[:2], dataset)  # (h, w) uint8 0/255
+        mask = read_mask(sample, image.shape[:2], dataset, self.cfg.max_pixels)  # (h, w) uint8 0/255
         if t:  # geometry augmentation: transform the decoded pair, then build targets as usual
             image, mask = augment.transform(image, t), augment.transform(mask, t)
         image8 = targets.input_image(image, self.cfg)  # (H, W, C) uint8

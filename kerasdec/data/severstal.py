@@ -27,18 +27,25 @@ Citation: Severstal, "Severstal: Steel Defect Detection", Kaggle, 2019.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import logging
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
+from kerasdec.data.listing import is_file
 from kerasdec.data.samples import Sample
+from kerasdec.echo import shown
 
 logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
+CLASS_IDS = ("1", "2", "3", "4")  # the defect classes of train.csv
+# The longest encoding of a 1600x256 image (every other pixel, "start length" pairs) is about 2.9 MB.
+MAX_FIELD_CHARS = 4 * 2**20
 
 
 def rle_decode(rle: str, shape: tuple[int, int]) -> np.ndarray:
@@ -66,10 +73,10 @@ def rle_decode(rle: str, shape: tuple[int, int]) -> np.ndarray:
     try:
         numbers = [int(token) for token in tokens]
     except ValueError as err:
-        raise ValueError(f"RLE {_short(rle)!r} has a non-integer token; "
+        raise ValueError(f"RLE {shown(rle)} has a non-integer token; "
                          "expected 'start length' pairs") from err
     if len(numbers) % 2:
-        raise ValueError(f"RLE {_short(rle)!r} has an odd count of numbers ({len(numbers)}); "
+        raise ValueError(f"RLE {shown(rle)} has an odd count of numbers ({len(numbers)}); "
                          "expected 'start length' pairs")
     for start, length in zip(numbers[0::2], numbers[1::2]):
         if start < 1 or length < 1:
@@ -116,36 +123,70 @@ def all_samples(root: Path | str) -> list[Sample]:
         if not path.exists():
             raise FileNotFoundError(f"{path} does not exist; expected the Severstal layout "
                                     "ROOT/train.csv and ROOT/train_images/<ImageId>")
-    images = sorted(p.name for p in images_dir.iterdir() if p.is_file())
+    images = sorted(p.name for p in images_dir.iterdir() if is_file(p))
     if not images:
         raise ValueError(f"Found 0 images under {root}; expected {images_dir}/<ImageId>.jpg")
     rles = read_csv(csv_path)
     missing = sorted(set(rles) - set(images))
     if missing:
         raise ValueError(f"{csv_path} lists {len(missing)} image(s) missing from {images_dir}, "
-                         f"e.g. {missing[0]!r}; expected every ImageId to have an image file")
+                         f"e.g. {shown(missing[0])}; expected every ImageId to have an image file")
     return [Sample(name=name, image_path=images_dir / name, is_positive=name in rles,
                    rle=tuple(rles.get(name, ()))) for name in images]
 
 
 def read_csv(path: Path) -> dict[str, list[str]]:
-    """Read train.csv into {ImageId: [EncodedPixels, ...]} (rows with an empty encoding skipped).
+    """Read train.csv into {ImageId: [EncodedPixels, ...]}.
+
+    Every row must name an image and one of the CLASS_IDS; in the current format every row holds an
+    encoding (defect-free images are absent), in the older ``ImageId_ClassId`` format a row with an
+    empty encoding says the class is absent and is skipped.
 
     Raises:
-        ValueError: the header has neither ImageId,ClassId,EncodedPixels nor ImageId_ClassId.
+        ValueError: a header with neither ImageId,ClassId,EncodedPixels nor ImageId_ClassId; a row
+            with another ClassId, no ImageId, or (current format) no encoding: the line is named.
     """
     rles: dict[str, list[str]] = defaultdict(list)
-    with open(path, newline="", encoding="utf-8") as f:
+    with open(path, newline="", encoding="utf-8") as f, _field_limit():
         reader = csv.DictReader(f)
+        try:
+            rows = [(reader.line_num, row) for row in reader]  # (last line of the row, row)
+        except csv.Error as err:  # e.g. a field longer than any encoding of a 1600x256 image
+            # line_num does not count the line that failed yet
+            raise ValueError(f"{path} line {reader.line_num + 1}: {err}; expected "
+                             "ImageId,ClassId,EncodedPixels rows") from err
         fields = reader.fieldnames or []
         if "EncodedPixels" not in fields or not ({"ImageId", "ImageId_ClassId"} & set(fields)):
-            raise ValueError(f"{path} has header {fields}; expected ImageId,ClassId,EncodedPixels")
-        for row in reader:
+            raise ValueError(f"{path} has header {shown(fields)}; expected ImageId,ClassId,EncodedPixels")
+        current = "ImageId" in fields
+        for number, row in rows:
             encoding = (row["EncodedPixels"] or "").strip()
-            image_id = row["ImageId"] if "ImageId" in row else row["ImageId_ClassId"].rsplit("_", 1)[0]
+            if current:
+                image_id, class_id = (row["ImageId"] or "").strip(), (row.get("ClassId") or "").strip()
+            else:
+                image_id, _, class_id = (row["ImageId_ClassId"] or "").strip().rpartition("_")
+            where = f"{path} line {number}"
+            if class_id not in CLASS_IDS:
+                raise ValueError(f"{where}: ClassId {shown(class_id)}; expected one of "
+                                 f"{', '.join(CLASS_IDS)} (Severstal's four defect classes)")
+            if not image_id:
+                raise ValueError(f"{where}: no ImageId; expected the file name of an image in train_images/")
+            if current and not encoding:
+                raise ValueError(f"{where}: ImageId {shown(image_id)} has an empty EncodedPixels; expected "
+                                 "'start length' pairs (defect-free images are left out of train.csv)")
             if encoding:
                 rles[image_id].append(encoding)
     return dict(rles)
+
+
+@contextlib.contextmanager
+def _field_limit(chars: int = MAX_FIELD_CHARS) -> Iterator[None]:
+    """csv's field size limit (process-wide; 131,072 by default) set to ``chars`` while reading."""
+    previous = csv.field_size_limit(chars)
+    try:
+        yield
+    finally:
+        csv.field_size_limit(previous)
 
 
 # The published split (full data: 6,666 defective and 5,902 defect-free images).
@@ -197,7 +238,7 @@ def rle_origin(image_path: Path | str, rle: str) -> str:
     csv_path = image_path.parent.parent / "train.csv"
     line = None
     try:
-        with open(csv_path, newline="", encoding="utf-8") as f:
+        with open(csv_path, newline="", encoding="utf-8") as f, _field_limit():
             reader = csv.DictReader(f)
             for row in reader:
                 image_id = row.get("ImageId") or (row.get("ImageId_ClassId") or "").rsplit("_", 1)[0]
@@ -209,6 +250,3 @@ def rle_origin(image_path: Path | str, rle: str) -> str:
     where = f"{csv_path} line {line}" if line is not None else f"{csv_path}"
     return f"{where} (ImageId {image_path.name})"
 
-
-def _short(text: str, limit: int = 60) -> str:
-    return text if len(text) <= limit else text[:limit] + "..."

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections import Counter
 from pathlib import Path
 from typing import Callable
 
@@ -18,6 +19,7 @@ import numpy as np
 from kerasdec.config import DEFAULT_EXCLUDE, DataConfig
 from kerasdec.data import dagm, folder, ksdd, ksdd2, severstal, splits, synthetic
 from kerasdec.data.samples import Sample
+from kerasdec.echo import shown
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +55,26 @@ def load_split(cfg: DataConfig, split: str, seed: int) -> list[Sample]:
     Example:
         >>> load_split(DataConfig(dataset="ksdd", root="data/KSDD", positives=5), "train", seed=0)
     """
+    return _load_split(cfg, split, seed)[0]
+
+
+def load_splits(cfg: DataConfig, names: tuple[str, ...], seed: int) -> dict[str, list[Sample]]:
+    """``load_split`` of each split in ``names``; a name the user excluded (``cfg.exclude``) that is in
+    none of them is logged as a warning: a misspelt --exclude must not pass without a word."""
+    found = {name: _load_split(cfg, name, seed) for name in dict.fromkeys(names)}
+    if cfg.exclude:
+        dropped = set().union(*(dropped for _, dropped in found.values()))
+        unmatched = [name for name in cfg.exclude if name not in dropped]
+        if unmatched:
+            example = next((s.name for samples, _ in found.values() for s in samples), "?")
+            logger.warning("--exclude %s: no such sample in the %s splits %s (sample names look like %s); "
+                           "nothing was excluded for %s", shown(unmatched), cfg.dataset, list(found),
+                           shown(example), "it" if len(unmatched) == 1 else "them")
+    return {name: samples for name, (samples, _) in found.items()}
+
+
+def _load_split(cfg: DataConfig, split: str, seed: int) -> tuple[list[Sample], set[str]]:
+    """``load_split``, and the names of the samples left out by ``excluded(cfg)``."""
     if split not in SPLITS:
         raise ValueError(f"split={split!r}; expected one of {SPLITS}")
     source_split = "test" if split == "val" and validation_split(cfg) == "test" else split
@@ -60,7 +82,9 @@ def load_split(cfg: DataConfig, split: str, seed: int) -> list[Sample]:
         samples = from_split_file(cfg, source_split)
     else:
         samples = _LISTERS[cfg.dataset](cfg, source_split, seed)
+    listed = {s.name for s in samples}
     samples = exclude(samples, excluded(cfg))
+    dropped = listed - {s.name for s in samples}
     if not samples:  # the sources raise this themselves; kept as a last guard
         raise ValueError(f"Found 0 images under {cfg.root}; expected {cfg.dataset} images in split "
                          f"{source_split!r}")
@@ -70,7 +94,7 @@ def load_split(cfg: DataConfig, split: str, seed: int) -> list[Sample]:
         samples = limit_supervision(samples, cfg.positives, cfg.segmented, seed)
     logger.info("%s %s: %d images, %d positive, %d segmented positive", cfg.dataset, split, len(samples),
                 sum(s.is_positive for s in samples), sum(s.is_positive and s.is_segmented for s in samples))
-    return samples
+    return samples, dropped
 
 
 def excluded(cfg: DataConfig) -> tuple[str, ...]:
@@ -89,30 +113,65 @@ def exclude(samples: list[Sample], names: tuple[str, ...]) -> list[Sample]:
 def from_split_file(cfg: DataConfig, split: str) -> list[Sample]:
     """The samples a published split file lists for ``split``, its segmented flags applied.
 
+    Every name of the file reaches the disk through ``splits.resolve_name`` (the same rule for every
+    dataset: no absolute name, nothing outside the data root once links are resolved) and must then be
+    one of the dataset's own samples.
+
     Raises:
-        ValueError: a file of another shape, or an entry naming a sample that is not on disk.
+        ValueError: a file of another shape, a name leaving the data root, or an entry naming a sample
+            that is not on disk.
     """
     group = (0 if cfg.fold is None else cfg.fold) if cfg.dataset == "ksdd" else cfg.category
     entries = splits.entries_for(cfg.split_file, cfg.dataset, split, group)
-    root = _root(cfg)
+    root = Path(_root(cfg))
     if cfg.dataset == "ksdd":
-        chosen = dict(entries)
-        missing = [name for name in chosen if not (Path(root) / name).is_dir()]
-        _refuse_missing(cfg, missing, f"folder {Path(root) / (missing or [''])[0]}")
-        return ksdd.folders_samples(Path(root), chosen)
+        return _ksdd_folders(cfg, root, entries, split)
     if cfg.dataset == "severstal":
-        on_disk, keys = severstal.all_samples(root), [f"{key}.jpg" for key, _ in entries]
+        on_disk, base, suffix = severstal.all_samples(root), root / "train_images", ".jpg"
     elif cfg.dataset == "ksdd2":
-        on_disk, keys = ksdd2.list_samples(root, split), [f"{split}/{key}" for key, _ in entries]
+        on_disk, base, suffix = ksdd2.list_samples(root, split, cfg.max_pixels), root / split, ".png"
     else:  # dagm: file names with or without their extension
         on_disk = dagm.list_samples(root, split, category=cfg.category)
-        prefix = on_disk[0].name.rsplit("/", 1)[0]
-        keys = [f"{prefix}/{Path(key).stem}" for key, _ in entries]
-    by_name = {s.name: s for s in on_disk}
-    missing = [key for key in keys if key not in by_name]
+        base, suffix = on_disk[0].image_path.parent, ""
+    _warn_duplicates(cfg, [key for key, _ in entries], split)
+    by_path = {_image_key(s.image_path.resolve(), cfg.dataset): s for s in on_disk}
+    chosen, missing = [], []
+    for key, seg in entries:
+        target = splits.resolve_name(root, base, key, cfg.split_file, suffix)
+        sample = by_path.get(_image_key(target, cfg.dataset))
+        if sample is None:
+            missing.append(base / f"{key}{suffix}")
+        else:
+            chosen.append(dataclasses.replace(sample, is_segmented=seg or not sample.is_positive))
     _refuse_missing(cfg, missing, f"image {(missing or [''])[0]}")
-    return [dataclasses.replace(by_name[key], is_segmented=seg or not by_name[key].is_positive)
-            for key, (_, seg) in zip(keys, entries)]
+    return chosen
+
+
+def _image_key(path: Path, dataset: str) -> Path:
+    """How a resolved image path is matched: DAGM names may leave out the extension."""
+    return path.with_suffix("") if dataset == "dagm" and path.suffix.lower() == ".png" else path
+
+
+def _ksdd_folders(cfg: DataConfig, root: Path, entries: list, split: str) -> list[Sample]:
+    """KSDD entries name kos folders directly under the data root (a folder listed twice is used once)."""
+    _warn_duplicates(cfg, [key for key, _ in entries], split)
+    chosen, missing = {}, []
+    for key, seg in entries:
+        target = splits.resolve_name(root, root, key, cfg.split_file)
+        if target.parent != root.resolve() or not target.is_dir():
+            missing.append(root / key)
+        else:
+            chosen[target.name] = seg
+    _refuse_missing(cfg, missing, f"folder {(missing or [''])[0]}")
+    return ksdd.folders_samples(root, chosen, cfg.max_pixels)
+
+
+def _warn_duplicates(cfg: DataConfig, keys: list, split: str) -> None:
+    repeated = [key for key, count in Counter(keys).items() if count > 1]
+    if repeated:
+        logger.warning("%s lists %d name(s) of its %s part more than once, e.g. %s; %s", cfg.split_file,
+                       len(repeated), split, shown(repeated[0]),
+                       "each folder is used once" if cfg.dataset == "ksdd" else "each listing is used")
 
 
 def _refuse_missing(cfg: DataConfig, missing: list, what: str) -> None:
@@ -185,8 +244,8 @@ def _root(cfg: DataConfig) -> str:
 _LISTERS: dict[str, Callable[[DataConfig, str, int], list[Sample]]] = {
     "ksdd": lambda cfg, split, seed: ksdd.list_samples(
         _root(cfg), split, fold=0 if cfg.fold is None else cfg.fold, split_seed=seed,
-        folders=cfg.positives, segmented=cfg.segmented, seed=seed),
-    "ksdd2": lambda cfg, split, seed: ksdd2.list_samples(_root(cfg), split),
+        folders=cfg.positives, segmented=cfg.segmented, seed=seed, max_pixels=cfg.max_pixels),
+    "ksdd2": lambda cfg, split, seed: ksdd2.list_samples(_root(cfg), split, cfg.max_pixels),
     "dagm": lambda cfg, split, seed: dagm.list_samples(_root(cfg), split, category=cfg.category),
     "severstal": lambda cfg, split, seed: severstal.list_samples(_root(cfg), split, seed=seed),
     "folder": lambda cfg, split, seed: folder.list_samples(_root(cfg), split),

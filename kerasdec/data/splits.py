@@ -17,6 +17,13 @@ writes it)::
 
 The boolean says whether the entry's pixel labels are used (segmented); it only matters for positives
 (negatives always train segmentation against an all-zero target).
+
+A split file comes from the internet, so its sizes are bounded before and while it is decoded: at most
+MAX_FILE_BYTES, about MAX_VALUES values (counted in the file's opcodes or JSON tokens before anything
+is built), lists nested at most MAX_DEPTH deep (measured before ``json.loads``, which recurses per
+level), names of at most MAX_NAME_CHARS characters, integers of 64 bits; messages quote entries cut to
+a readable length (kerasdec/echo.py). Every name it gives
+reaches the disk through :func:`resolve_name` only: a name must stay under the data root.
 """
 
 from __future__ import annotations
@@ -24,12 +31,24 @@ from __future__ import annotations
 import io
 import json
 import pickle
+import pickletools
+import re
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
+
+import numpy as np
+
+from kerasdec.echo import shown
 
 ALLOWED = "lists, tuples, strings, ints, booleans and None"
 PICKLE_SUFFIXES = (".pyb", ".pkl", ".pickle")
+MAX_FILE_BYTES = 8 * 2**20  # the largest published split file (Severstal) is under 1 MB
+MAX_DEPTH = 6  # nesting levels of lists; the deepest layout (KSDD, DAGM) uses 4
+MAX_VALUES = 1_000_000  # values in a file (the largest published file holds about 40,000)
+MAX_NAME_CHARS = 255  # characters of a string: a file or folder name
+MAX_INT = 2**63 - 1  # |integer| in a file (KolektorSDD2 ids are 5 digits)
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
 
 
 @dataclass(frozen=True)
@@ -74,38 +93,89 @@ def read_raw(path: Path | str) -> Any:
 
     Raises:
         FileNotFoundError: the file is missing.
-        ValueError: not decodable, or a pickle asking for any class or function (no code runs).
+        ValueError: not decodable, a pickle asking for any class or function (no code runs), or a file
+            over one of the bounds of the module docstring (message says which).
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: split file not found; expected a published split file "
                                 "(splits/<DATASET>/split_*.pyb) or its JSON form")
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise ValueError(f"{path}: the split file is {size:,} bytes; split files are at most "
+                         f"{MAX_FILE_BYTES:,} bytes (the published ones are under 1 MB)")
     data = path.read_bytes()
     if path.suffix.lower() == ".json" or (path.suffix.lower() not in PICKLE_SUFFIXES
                                           and data.lstrip()[:1] in (b"[", b"{")):
+        _check_json_size(data, path)
         try:
-            return json.loads(data.decode("utf-8"))
+            value = json.loads(data.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as err:
             raise ValueError(f"{path}: not valid JSON ({err}); expected a split file's JSON form") from err
-    try:
-        value = SafeUnpickler(io.BytesIO(data), path).load()
-    except ValueError:
-        raise
-    except Exception as err:  # any malformed pickle: truncated, bad opcode, ...
-        raise ValueError(f"{path}: not a readable split file ({type(err).__name__}: {err}); expected a "
-                         f"pickle holding only {ALLOWED}, or its JSON form") from err
-    _check_types(value, path)
+    else:
+        try:
+            _check_pickle_size(data, path)
+            value = SafeUnpickler(io.BytesIO(data), path).load()
+        except ValueError:
+            raise
+        except Exception as err:  # any malformed pickle: truncated, bad opcode, ...
+            raise ValueError(f"{path}: not a readable split file ({type(err).__name__}: "
+                             f"{shown(str(err))}); expected a pickle holding only {ALLOWED}, or its JSON "
+                             "form") from err
+    _check_values(value, path)
     return value
 
 
-def _check_types(value: Any, path: Path) -> None:
-    """Only ALLOWED types (no global is needed for dicts, sets, bytes or floats either: refuse them)."""
-    if isinstance(value, (list, tuple)):
-        for item in value:
-            _check_types(item, path)
-    elif value is not None and not isinstance(value, (str, int)):  # bool is an int
-        raise ValueError(f"{path}: the split file holds a {type(value).__name__}; split files may only "
-                         f"hold {ALLOWED}")
+def _too_many(path: Path) -> ValueError:
+    return ValueError(f"{path}: the split file holds more than {MAX_VALUES:,} values; expected a published "
+                      "split file (the largest holds about 40,000)")
+
+
+def _too_deep(path: Path) -> ValueError:
+    return ValueError(f"{path}: the split file nests lists more than {MAX_DEPTH} levels deep; expected at "
+                      f"most {MAX_DEPTH} (the published layouts use 4)")
+
+
+def _check_json_size(data: bytes, path: Path) -> None:
+    """Count JSON values and measure the nesting before decoding (json.loads recurses per level)."""
+    tokens = np.frombuffer(_JSON_STRING.sub(b'""', data), dtype=np.uint8)  # brackets inside strings gone
+    opening = np.isin(tokens, (ord("["), ord("{")))
+    if int(opening.sum()) + int((tokens == ord(",")).sum()) > 2 * MAX_VALUES:
+        raise _too_many(path)
+    steps = opening.astype(np.int64) - np.isin(tokens, (ord("]"), ord("}")))
+    if steps.size and int(np.cumsum(steps).max()) > MAX_DEPTH:
+        raise _too_deep(path)
+
+
+def _check_pickle_size(data: bytes, path: Path) -> None:
+    """Count the pickle's opcodes before anything is built (a few bytes can build a million lists)."""
+    for count, _ in enumerate(pickletools.genops(data)):
+        if count > 3 * MAX_VALUES:
+            raise _too_many(path)
+
+
+def _check_values(value: Any, path: Path) -> None:
+    """Only ALLOWED types, within the bounds of the module docstring; walked without recursion (a pickle
+    can nest 100,000 deep, refer to a list inside itself, or share one list a million times)."""
+    stack, seen = [(value, 0)], 0
+    while stack:
+        item, depth = stack.pop()
+        seen += 1
+        if seen > MAX_VALUES:
+            raise _too_many(path)
+        if isinstance(item, (list, tuple)):
+            if depth >= MAX_DEPTH:
+                raise _too_deep(path)
+            stack.extend((child, depth + 1) for child in item)
+        elif isinstance(item, str) and len(item) > MAX_NAME_CHARS:
+            raise ValueError(f"{path}: the split file holds the name {shown(item)}; expected names of at "
+                             f"most {MAX_NAME_CHARS} characters (a file or folder name)")
+        elif isinstance(item, int) and not isinstance(item, bool) and abs(item) > MAX_INT:
+            raise ValueError(f"{path}: the split file holds the integer {shown(item)}; expected 64-bit ids")
+        elif item is not None and not isinstance(item, (str, int)):  # bool is an int
+            # No global is needed for dicts, sets, bytes or floats either: refuse them.
+            raise ValueError(f"{path}: the split file holds a {type(item).__name__}; split files may only "
+                             f"hold {ALLOWED}")
 
 
 def read_split_file(path: Path | str, dataset: str) -> dict[str, list]:
@@ -120,8 +190,8 @@ def read_split_file(path: Path | str, dataset: str) -> dict[str, list]:
             shape was expected).
     """
     if dataset not in SHAPES:
-        raise ValueError(f"{path}: split files are read for datasets {sorted(SHAPES)}; dataset={dataset!r} "
-                         "has none (drop --split-file)")
+        raise ValueError(f"{path}: split files are read for datasets {sorted(SHAPES)}; "
+                         f"dataset={shown(dataset)} has none (drop --split-file)")
     shape, raw = SHAPES[dataset], read_raw(path)
     where = f"{path}: not a {dataset} split file"
     if not isinstance(raw, (list, tuple)) or len(raw) != len(shape.parts):
@@ -146,7 +216,7 @@ def _entries(items: Any, shape: Shape, where: str) -> list[tuple[Any, bool]]:
         ok = (isinstance(item, (list, tuple)) and len(item) == 2 and isinstance(item[1], bool)
               and isinstance(item[0], shape.key_type) and not isinstance(item[0], bool))
         if not ok:
-            raise ValueError(f"{where} (entry {item!r}); expected {shape.text}")
+            raise ValueError(f"{where} (entry {shown(item)}); expected {shape.text}")
         entries.append((item[0], item[1]))
     return entries
 
@@ -169,6 +239,48 @@ def entries_for(path: Path | str, dataset: str, split: str,
         index = group if dataset == "ksdd" else int(group) - 1
         part = part[index]
     return part
+
+
+def resolve_name(root: Path | str, base: Path | str, name: Any, split_file: Path | str,
+                 suffix: str = "") -> Path:
+    """The file or folder a split file's entry names: ``base/<name><suffix>`` with every link resolved,
+    refused unless it stays under ``root``. The one way a name from a split file reaches the disk.
+
+    Args:
+        root: the data root (--data-root); the resolved path must lie inside it.
+        base: the folder the dataset's names are relative to (the root, or a split folder under it).
+        name: the entry's name (an int id is turned into its text).
+        split_file: the file the name comes from, for the message.
+        suffix: appended to the name (the dataset's file extension, when names leave it out).
+
+    Returns:
+        The resolved path (it need not exist).
+
+    Raises:
+        ValueError: an empty name, one holding a NUL byte, an absolute name, or one whose resolved path
+            leaves ``root`` (through ``..`` or a symbolic link); one line naming the entry.
+
+    Example:
+        >>> resolve_name("data/KSDD", "data/KSDD", "kos01", "split_10_10.pyb")
+        PosixPath('/home/me/data/KSDD/kos01')
+    """
+    text, root = str(name), Path(root).resolve()
+    where = f"{split_file}: entry {shown(name)}"
+    if not text or "\0" in text:
+        raise ValueError(f"{where} is not a file or folder name; expected a name under the data root {root}")
+    if PurePath(text).is_absolute():
+        raise ValueError(f"{where} is an absolute path; expected a name relative to the data root {root} "
+                         "(a split file only names files under --data-root)")
+    try:
+        target = (Path(base) / f"{text}{suffix}").resolve()
+    except (OSError, RuntimeError) as err:  # a loop of symbolic links
+        raise ValueError(f"{where} cannot be resolved ({err}); expected a name under the data root "
+                         f"{root}") from err
+    if target != root and root not in target.parents:
+        raise ValueError(f"{where} resolves to {target}, outside the data root {root} (through '..' or a "
+                         "symbolic link); expected a name under --data-root (a split file only names files "
+                         "inside it)")
+    return target
 
 
 def to_json(src: Path | str, dst: Path | str) -> Path:

@@ -9,32 +9,41 @@ A version is published all at once or not at all: everything the export needs (m
 root, calibration and held-out images) is checked first; the whole version is then built in a hidden
 ``.tmp-<pid>-...`` folder beside the versions (TF Serving only loads integer names), every artifact
 passes its self-check (kerasdec/deploy/check.py), and only then is the folder renamed to its integer
-version. A failure or a kill leaves no servable version; stale hidden folders (their process gone,
-older than ``STALE_AFTER_S``) are removed by the next export into the same base folder.
+version. A failure or a kill leaves no servable version, and the next export into the same base folder
+removes what a killed one left: each export holds an exclusive lock (``flock``) on its own
+``.tmp-<pid>-<id>.lock`` file while it runs, which the kernel releases when the process ends, however
+it ends; hidden folders whose lock file is free are removed, those whose lock is held (an export still
+running, on this machine or another one sharing the folder) are kept. Hidden folders without a lock
+file (left by an older kerasdec) are removed once their process is gone and they are older than
+``STALE_AFTER_S``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import logging
 import os
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from kerasdec.config import DEFAULT_MAX_PIXELS
 from kerasdec.deploy import data as export_data
 from kerasdec.determinism import deterministic
 from kerasdec.files import TMP_PREFIX, fsync_dir, read_json, remove, write_json
 from kerasdec.inference.contract import METADATA_FILE, ModelInfo
-from kerasdec.rundir import model_path, read_run_config, tested_model
+from kerasdec.rundir import compare_samples, model_path, read_run_config, tested_model
 
 logger = logging.getLogger(__name__)
 
-STALE_AFTER_S = 600  # a hidden export folder older than this whose process is gone is removed
+STALE_AFTER_S = 600  # a hidden folder WITHOUT a lock file (older kerasdec), process gone: removed after this
+LOCK_SUFFIX = ".lock"  # <token>.lock: held (flock) by the export that writes <token>-* while it runs
 
 
 @deterministic()  # the same inputs give the same scores, whatever the load
@@ -43,7 +52,8 @@ def export_source(source: Path | str, base_dir: Path | str, *, which: str | None
                   threshold: float | None = None, data_root: Path | str | None = None,
                   width: int | None = None, height: int | None = None,
                   calibration_count: int = export_data.MIN_CALIBRATION,
-                  check_count: int = export_data.DEFAULT_CHECK_IMAGES) -> dict[str, Path]:
+                  check_count: int = export_data.DEFAULT_CHECK_IMAGES,
+                  max_pixels: int = DEFAULT_MAX_PIXELS) -> dict[str, Path]:
     """Export ``source`` as SavedModel version ``base_dir/<version>`` plus one .tflite per mode.
 
     Args:
@@ -52,19 +62,23 @@ def export_source(source: Path | str, base_dir: Path | str, *, which: str | None
         which: "final" or "best" (run directories); None = the model the run's test evaluation used.
         version: integer version (>= 1); None = 1 + the highest existing one. Never overwritten.
         tflite_modes: modes of kerasdec.deploy.tflite.MODES; dynamic and int8 need a run directory.
-        threshold: overrides the model's stored threshold.
+        threshold: the decision threshold to record; None = the one of the run's own test evaluation of
+            the model (inference/threshold.py ``export_threshold``; never a default).
         data_root: the dataset folder when it is not where the run's config.json says.
         width: input width, only for an old .keras file that does not record its size.
         height: likewise the height.
         calibration_count: int8 calibration images (>= 100, or the whole training split).
         check_count: held-out images of the self-check (all when fewer).
+        max_pixels: the served signatures refuse images of more pixels (serving_bytes: declared by the
+            file's header, before decoding).
 
     Returns:
         {"saved_model": version folder, <mode>: .tflite path, ...}.
 
     Raises:
         FileExistsError: the version exists. FileNotFoundError: source or data missing.
-        ValueError: bad arguments, a model that is not a kerasdec model, data the export cannot use.
+        ValueError: bad arguments, a model that is not a kerasdec model, data the export cannot use, no
+            threshold (none given, none carried, no evaluation of the run's own data).
         kerasdec.deploy.check.ExportCheckError: an artifact failed its self-check (nothing published).
         OSError: a write failed (disk full, read-only folder); nothing published.
 
@@ -85,16 +99,21 @@ def export_source(source: Path | str, base_dir: Path | str, *, which: str | None
                          f"held-out images of a run, but {model_file} has no config.json beside it; "
                          "export the run directory instead")
     from kerasdec.inference import runners
+    from kerasdec.inference.threshold import export_threshold
     from kerasdec.models.saving import read_model_config
 
-    read_model_config(model_file)  # a truncated or foreign file fails before any slow step
+    carried = read_model_config(model_file).get("threshold")  # a truncated or foreign file fails first
     base = prepare_base(base_dir, version)
     calibration, held_out = _export_images(cfg, data_root, modes, calibration_count, check_count)
+    threshold, origin = export_threshold(model_file, carried, threshold)  # never a default
     size = (height, width) if height and width else None
     keras = runners.load(model_file, threshold=threshold, size_hw=size)
-    info = dataclasses.replace(keras.info, dataset=cfg.data.dataset if cfg is not None else None)
+    info = dataclasses.replace(keras.info, dataset=cfg.data.dataset if cfg is not None else None,
+                               threshold_from=origin, max_pixels=int(max_pixels))
+    logger.info("decision threshold %.6g from %s", threshold, origin)
     held_out = held_out or export_data.probe_images(info.height, info.width, info.channels)
-    extra = {"source": str(Path(source).resolve()), "model_file": str(model_file.resolve())}
+    extra = {"source": str(Path(source).resolve()), "model_file": str(model_file.resolve()),
+             **_data_record(cfg, data_root, model_file.parent, modes)}
     return _build_and_publish(keras.model, info, base, version, modes, calibration, held_out, extra)
 
 
@@ -113,6 +132,26 @@ def _export_images(cfg: Any, data_root: Path | str | None, modes: Sequence[str],
     except (FileNotFoundError, ValueError) as err:
         raise type(err)(f"{err} (export checks every artifact on the run's held-out images; pass --data-root "
                         "when the data moved)") from err
+
+
+def _data_record(cfg: Any, data_root: Path | str | None, run_dir: Path,
+                 modes: Sequence[str]) -> dict[str, Any]:
+    """What data calibrated and checked the export: its root, and whether it holds the run's own samples
+    (samples.json; a warning when it does not: int8 calibrated on other data ships other weights)."""
+    from kerasdec.data.sources import load_split, validation_split
+    from kerasdec.deploy.tflite import CALIBRATED
+
+    if cfg is None:
+        return {}
+    data_cfg = export_data.data_config(cfg, data_root)
+    splits = [validation_split(data_cfg)] + (["train"] if any(m in CALIBRATED for m in modes) else [])
+    found = {split: [[s.name, s.is_positive, s.is_segmented] for s in load_split(data_cfg, split, cfg.seed)]
+             for split in splits}
+    own, difference = compare_samples(run_dir, found, data_cfg.root)
+    if own is False:
+        logger.warning("%s. The export calibrates and checks on it anyway; metadata.json records its root "
+                       "and run_data false", difference)
+    return {"data_root": data_cfg.root, "run_data": own}
 
 
 def prepare_base(base_dir: Path | str, version: int | None) -> Path:
@@ -137,24 +176,71 @@ def prepare_base(base_dir: Path | str, version: int | None) -> Path:
 
 
 def clean_stale(base: Path, older_than_s: float = STALE_AFTER_S) -> list[Path]:
-    """Remove hidden ``.tmp-<pid>-...`` folders of exports that were killed; returns those removed.
+    """Remove what killed exports left in ``base`` (hidden ``.tmp-<pid>-<id>-...`` entries); returns them.
 
-    A folder is stale when its process (the pid in its name) no longer runs and it was last modified
-    more than ``older_than_s`` seconds ago; a folder without a pid in its name only needs the age.
+    The entries of one export share its token ``.tmp-<pid>-<id>``. They are stale when the token's lock
+    file exists and no process holds its lock (the export ended without cleaning up: a kill, a crash).
+    Without a lock file (an older kerasdec), when the pid no longer runs and the entry was last modified
+    more than ``older_than_s`` seconds ago (a name without a pid only needs the age).
     """
     removed = []
-    for path in base.glob(f"{TMP_PREFIX}*"):
-        pid = path.name[len(TMP_PREFIX):].split("-", 1)[0]
-        alive = pid.isdigit() and _process_alive(int(pid))
-        try:
-            age = time.time() - path.lstat().st_mtime
-        except OSError:
-            continue
-        if not alive and age > older_than_s:
+    for path in sorted(base.glob(f"{TMP_PREFIX}*")):
+        token = _token(path.name)
+        lock = base / f"{token}{LOCK_SUFFIX}"
+        if lock.exists():
+            stale = path != lock and not _lock_held(lock)
+        else:
+            pid = token[len(TMP_PREFIX):].split("-", 1)[0]
+            try:
+                age = time.time() - path.lstat().st_mtime
+            except OSError:
+                continue
+            stale = not (pid.isdigit() and _process_alive(int(pid))) and age > older_than_s
+        if stale:
             remove(path)
             removed.append(path)
             logger.warning("removed %s, left by an export that did not finish", path)
+    for lock in base.glob(f"{TMP_PREFIX}*{LOCK_SUFFIX}"):  # a dead export's lock, once its folders are gone
+        if not any(p != lock for p in base.glob(f"{_token(lock.name)}*")) and not _lock_held(lock):
+            lock.unlink(missing_ok=True)
     return removed
+
+
+def _token(name: str) -> str:
+    """``.tmp-<pid>-<id>`` of a hidden entry's name (the whole name when it has no such parts)."""
+    parts = name[len(TMP_PREFIX):].split("-")
+    return f"{TMP_PREFIX}{parts[0]}-{parts[1][:8]}" if len(parts) > 1 else name.removesuffix(LOCK_SUFFIX)
+
+
+def _lock_held(lock: Path) -> bool:
+    """Whether a process holds the flock of ``lock`` (False when the file is gone or the lock is free)."""
+    try:
+        fd = os.open(lock, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # also releases the lock if we took it
+    return False
+
+
+@contextlib.contextmanager
+def export_lock(lock: Path) -> Iterator[None]:
+    """Hold an exclusive flock on the new file ``lock`` while the block runs; remove it afterwards.
+
+    The kernel releases the lock when the process ends, however it ends, so ``clean_stale`` can tell
+    the leftovers of a killed export from the folders of one still running.
+    """
+    fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+        os.close(fd)
 
 
 def next_version(base: Path) -> int:
@@ -169,12 +255,14 @@ def _build_and_publish(model: Any, info: ModelInfo, base: Path, version: int | N
                        extra: dict[str, Any]) -> dict[str, Path]:
     token = f"{TMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}"
     staging, work = base / f"{token}-version", base / f"{token}-tflite-source"
-    try:
-        artifacts = build_version(model, info, staging, work, base.name, modes, calibration, held_out, extra)
-        final = publish(staging, base, version)
-    finally:
-        remove(staging)
-        remove(work)
+    with export_lock(base / f"{token}{LOCK_SUFFIX}"):  # clean_stale keeps our folders while we run
+        try:
+            artifacts = build_version(model, info, staging, work, base.name, modes, calibration, held_out,
+                                      extra)
+            final = publish(staging, base, version)
+        finally:
+            remove(staging)
+            remove(work)
     logger.info("exported version %s (%s)", final, ", ".join(["SavedModel", *modes]))
     return {"saved_model": final, **{mode: final / path.name for mode, path in artifacts.items()}}
 

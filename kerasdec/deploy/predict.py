@@ -26,6 +26,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from kerasdec.config import DEFAULT_MAX_PIXELS
 from kerasdec.determinism import deterministic
 from kerasdec.files import atomic_path, write_image, write_text
 from kerasdec.inference import runners
@@ -54,8 +55,11 @@ def collect_inputs(inputs: Iterable[Path | str], suffixes: Sequence[str] = IMAGE
     found: list[Path] = []
     for item in map(Path, inputs):
         if item.is_dir():
-            found += sorted(p for p in item.rglob("*") if p.suffix.lower() in suffixes
-                            and (p.is_file() or (p.is_symlink() and not p.exists())))
+            files = [p for p in item.rglob("*") if p.is_file() or (p.is_symlink() and not p.exists())]
+            found += sorted(p for p in files if p.suffix.lower() in suffixes)
+            if skipped := [p for p in files if p.suffix.lower() not in suffixes]:
+                logger.warning("%s: %d file(s) skipped, not images by their suffix (%s), e.g. %s", item,
+                               len(skipped), ", ".join(suffixes), skipped[0])
         elif item.is_file() or item.is_symlink():
             found.append(item)
         else:
@@ -91,8 +95,10 @@ def check_out(out_dir: Path) -> None:
                               "expected a writable folder")
 
 
-def read_input(path: Path, runner: Runner) -> tuple[np.ndarray | None, np.ndarray | None, str]:
-    """(original uint8 image, resized float32 input, "") or (None, None, error message)."""
+def read_input(path: Path, runner: Runner, max_pixels: int = DEFAULT_MAX_PIXELS
+               ) -> tuple[np.ndarray | None, np.ndarray | None, str]:
+    """(original uint8 image, resized float32 input, "") or (None, None, error message); an image whose
+    header declares more than ``max_pixels`` pixels is an error row, never decoded."""
     from kerasdec.data import targets
     from kerasdec.data.decode import read_image
 
@@ -101,7 +107,7 @@ def read_input(path: Path, runner: Runner) -> tuple[np.ndarray | None, np.ndarra
         logger.error("skipping %s", message)
         return None, None, message
     try:
-        image = read_image(path, runner.info.channels)  # (h, w, C) uint8
+        image = read_image(path, runner.info.channels, max_pixels)  # (h, w, C) uint8
     except (ValueError, OSError, cv2.error) as err:
         logger.error("skipping %s: %s", path, err)
         return None, None, str(err)
@@ -109,11 +115,12 @@ def read_input(path: Path, runner: Runner) -> tuple[np.ndarray | None, np.ndarra
     return image, x, ""
 
 
-def score_batch(batch: list[tuple[Path, str]], runner: Runner, out_dir: Path) -> list[list[str]]:
+def score_batch(batch: list[tuple[Path, str]], runner: Runner, out_dir: Path,
+                max_pixels: int = DEFAULT_MAX_PIXELS) -> list[list[str]]:
     """Read, score and draw one batch of (path, overlay name); unreadable files get an error row."""
     from kerasdec.evaluation.figures import overlay, put_label
 
-    read = [(path, name, *read_input(path, runner)) for path, name in batch]
+    read = [(path, name, *read_input(path, runner, max_pixels)) for path, name in batch]
     good = [r for r in read if r[2] is not None]
     scores, heatmaps = runner.predict(np.stack([r[3] for r in good])) if good else ([], [])
     results = {r[0]: (s, h) for r, s, h in zip(good, scores, heatmaps)}
@@ -135,7 +142,7 @@ def score_batch(batch: list[tuple[Path, str]], runner: Runner, out_dir: Path) ->
 def predict(model_path: Path | str, inputs: Sequence[Path | str], out_dir: Path | str, *,
             threshold: float | None = None, width: int | None = None, height: int | None = None,
             allow_other_size: bool = False, batch_size: int = 8, log_every: int = 100,
-            progress: Progress | None = None) -> Path:
+            progress: Progress | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> Path:
     """Score images with a trained model and write scores.csv and overlays into a new folder.
 
     Args:
@@ -150,6 +157,8 @@ def predict(model_path: Path | str, inputs: Sequence[Path | str], out_dir: Path 
         batch_size: images scored per model call (default 8).
         log_every: log progress every this many images (default 100).
         progress: optional callback(done, total) after each batch (e.g. a progress bar).
+        max_pixels: an image whose header declares more pixels is listed with an error, not decoded
+            (a small file can declare a huge image: kerasdec/data/imagesize.py).
 
     Returns:
         ``out_dir``.
@@ -182,7 +191,7 @@ def predict(model_path: Path | str, inputs: Sequence[Path | str], out_dir: Path 
     with atomic_path(out) as tmp:
         (tmp / OVERLAYS_DIR).mkdir(parents=True)
         for start in range(0, len(items), batch_size):
-            writer.writerows(score_batch(items[start:start + batch_size], runner, tmp))
+            writer.writerows(score_batch(items[start:start + batch_size], runner, tmp, max_pixels))
             done = min(start + batch_size, len(items))
             if progress is not None:
                 progress(done, len(items))

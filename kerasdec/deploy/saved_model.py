@@ -91,7 +91,8 @@ def metadata(info: ModelInfo, extra: dict[str, Any]) -> dict[str, Any]:
         "kerasdec_version": __version__, "tensorflow_version": tf.__version__,
         "keras_version": keras.__version__,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "signatures": {SIGNATURE_IMAGE: image_rule(info.channels), SIGNATURE_BYTES: bytes_rule(),
+        "signatures": {SIGNATURE_IMAGE: image_rule(info.channels, info.max_pixels),
+                       SIGNATURE_BYTES: bytes_rule(info.max_pixels),
                        SIGNATURE_METADATA: METADATA_RULE},
         "outputs": dict(OUTPUTS),
     }
@@ -106,7 +107,8 @@ def _archive(model: keras.Model, info: ModelInfo) -> keras.export.ExportArchive:
     # No archive.track(model): add_endpoint tracks every variable an endpoint uses, and track() would
     # store each weight a second time (Keras issue #23553: 2x files, 2x memory in TF Serving).
     size = (info.height, info.width)
-    kwargs = {"channels": info.channels, "size_hw": size, "threshold": info.threshold}
+    kwargs = {"channels": info.channels, "size_hw": size, "threshold": info.threshold,
+              "max_pixels": info.max_pixels}
     archive = keras.export.ExportArchive()
     archive.add_endpoint(
         SIGNATURE_IMAGE, lambda image: signatures.serve_images(model, image, **kwargs),

@@ -33,6 +33,8 @@ from kerasdec.rundir import (
     CONFIG_FILE,
     METRICS_FILE,
     RESULTS_FILE,
+    SAMPLES_FILE,
+    compare_samples,
     evaluation_folder,
     model_path,
     read_run_config,
@@ -108,8 +110,9 @@ def _pixels_and_figures(samples: Sequence[Sample], heatmaps: np.ndarray, scores:
     for i, sample in enumerate(samples):
         if not (i in figure_ids or (with_pixels and has_pixel_truth(sample))):
             continue
-        image = read_image(sample.image_path, data_cfg.channels)  # (h, w, C) uint8, original size
-        mask = read_mask(sample, image.shape[:2]) if has_pixel_truth(sample) else None  # (h, w) 0/255
+        image = read_image(sample.image_path, data_cfg.channels, data_cfg.max_pixels)  # (h, w, C) uint8
+        mask = (read_mask(sample, image.shape[:2], max_pixels=data_cfg.max_pixels)
+                if has_pixel_truth(sample) else None)  # (h, w) 0/255 at the original size
         if with_pixels and mask is not None:
             heat = cv2.resize(heatmaps[i].astype(np.float32), (mask.shape[1], mask.shape[0]),
                               interpolation=cv2.INTER_LINEAR)  # (h, w) at the mask's size
@@ -194,8 +197,15 @@ def evaluate_model(model: Any, samples: Sequence[Sample], data_cfg: DataConfig, 
 
 
 def evaluate_run(run_dir: Path | str, *, data_root: Path | str | None = None, split: str = "test",
-                 which: str | None = None, batch_size: int | None = None, n_figures: int = 20) -> Path:
+                 which: str | None = None, batch_size: int | None = None, n_figures: int = 20,
+                 other_data: bool = False) -> Path:
     """Evaluate a training run's model into a new folder run_dir/evaluate-<split>-<which>[-k].
+
+    The samples found are checked against the run's samples.json, as ``fit --resume`` does: data that
+    is not the run's is refused unless ``other_data``. metrics.json records the model, the split, the
+    data root and ``run_data`` (True: the run's own samples; False: other data; None: a run without
+    samples.json, unchecked). Only an evaluation with ``run_data`` True can give a model its threshold
+    (kerasdec/inference/threshold.py).
 
     Args:
         run_dir: a folder written by ``kerasdec fit`` (config.json, model_final.keras, model_best.keras).
@@ -206,13 +216,15 @@ def evaluate_run(run_dir: Path | str, *, data_root: Path | str | None = None, sp
         batch_size: prediction batch size; None = the run's training batch size, as ``fit`` uses for
             its test evaluation, so that the numbers match it to the last digit.
         n_figures: correctly classified images drawn besides the mistakes.
+        other_data: evaluate data whose samples differ from the run's (``--other-data``).
 
     Returns:
         The new evaluation folder.
 
     Raises:
         FileNotFoundError: config.json or the model file is missing (message names it).
-        ValueError: bad ``split`` or ``which``; a model file that is corrupt or not kerasdec's.
+        ValueError: bad ``split`` or ``which``; a model file that is corrupt or not kerasdec's; data that
+            is not the run's without ``other_data``.
         OSError: the run directory is read-only or the disk is full (no folder is left behind).
     """
     from kerasdec.data.sources import load_split, validation_split
@@ -229,20 +241,48 @@ def evaluate_run(run_dir: Path | str, *, data_root: Path | str | None = None, sp
             raise FileNotFoundError(f"{needed} not found; expected a run directory written by kerasdec fit")
     read_model_config(model_path(run, which))  # a truncated or foreign model file fails first
     cfg = read_run_config(run)
-    data_cfg = cfg.data if data_root is None else dataclasses.replace(cfg.data, root=str(data_root))
+    data_cfg = cfg.data if data_root is None else dataclasses.replace(
+        cfg.data, root=str(Path(data_root).expanduser().resolve()))
     used = validation_split(data_cfg) if split == "val" else "test"
     if used != split:
         logger.warning("dataset %r has no validation split; evaluating on %r, as training validated",
                        data_cfg.dataset, used)
     samples = load_split(data_cfg, used, cfg.seed)
+    record = {"model": which, "split": used, "data_root": data_cfg.root,
+              "run_data": run_data(run, used, samples, data_cfg.root, other_data)}
     out = new_folder(run, evaluation_folder(used, which))  # before the slow steps: a read-only run fails now
     try:
         # At the run's input size (its data is prepared at that size); the threshold is the evaluation's own.
         runner = load(model_path(run, which), size_hw=(data_cfg.height, data_cfg.width), need_threshold=False)
         evaluate_model(runner, samples, data_cfg, out, batch_size=batch_size or cfg.train.batch_size,
-                       n_figures=n_figures, seed=cfg.seed)
+                       n_figures=n_figures, seed=cfg.seed, record=record)
     except BaseException:
         shutil.rmtree(out, ignore_errors=True)  # a failed evaluation leaves no folder behind
         raise
     return out
+
+
+def run_data(run: Path, split: str, samples: Sequence[Sample], root: str | None,
+             other_data: bool) -> bool | None:
+    """Whether ``samples`` are the run's own ``split`` (samples.json): True, False (only with
+    ``other_data``, with a warning) or None (a run without samples.json: unchecked, with a warning).
+
+    Raises:
+        ValueError: the samples differ from the run's and ``other_data`` is False.
+    """
+    found = {split: [[s.name, s.is_positive, s.is_segmented] for s in samples]}
+    own, difference = compare_samples(run, found, root)
+    if own is None:
+        logger.warning("%s has no %s (written by an older kerasdec): the data cannot be checked; this "
+                       "evaluation will not give a model its threshold", run, SAMPLES_FILE)
+        return None
+    if own:
+        return True
+    if not other_data:
+        raise ValueError(f"{difference}; expected the run's data (--data-root where it is now), or pass "
+                         "--other-data to evaluate other data (recorded as such; its threshold is never "
+                         "used by export or predict)")
+    logger.warning("%s. Evaluating it anyway (--other-data): metrics.json records its root and "
+                   "run_data false; its threshold is never used by export or predict", difference)
+    return False
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from kerasdec.config import check_input_size
+from kerasdec.config import DEFAULT_MAX_PIXELS, check_input_size
 
 SIGNATURE_IMAGE = "serving_default"  # float images of any size, resized in the graph
 SIGNATURE_BYTES = "serving_bytes"  # encoded PNG / JPEG / BMP bytes, decoded in the graph
@@ -41,17 +41,18 @@ OUTPUTS = {  # the serving signatures' outputs (TFLite: score, decision, seg; se
 }
 
 
-def image_rule(channels: int) -> str:
+def image_rule(channels: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> str:
     """The request rule of ``serving_default``, as error messages state it."""
     shapes = f"(B, H, W, {channels})" + (" or (B, H, W)" if channels == 1 else "")
-    return (f"expected `{INPUT_IMAGE}` float32 of shape {shapes} with B >= 1, any H, W >= 1, "
-            "values in [0, 1] (pixels / 255), no NaN or infinity")
+    return (f"expected `{INPUT_IMAGE}` float32 of shape {shapes} with B >= 1, any H, W >= 1, H x W at "
+            f"most {max_pixels} pixels, values in [0, 1] (pixels / 255), no NaN or infinity")
 
 
-def bytes_rule() -> str:
+def bytes_rule(max_pixels: int = DEFAULT_MAX_PIXELS) -> str:
     """The request rule of ``serving_bytes``, as error messages state it."""
     return (f"expected `{INPUT_BYTES}` string of shape (B,), B >= 1, each an encoded PNG, JPEG or BMP "
-            "file (in REST JSON, each as an object with the key b64 and the file's base64 as value)")
+            f"file whose header declares at most {max_pixels} pixels (in REST JSON, each as an object with "
+            "the key b64 and the file's base64 as value)")
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,8 @@ class ModelInfo:
         threshold_from: where the threshold came from ("model", a metrics.json path, "argument",
             "default").
         dataset: the dataset the model was trained on, None when unknown.
+        max_pixels: the served signatures refuse an image of more pixels (serving_bytes: declared by the
+            file's header, checked before decoding).
     """
 
     height: int
@@ -74,6 +77,7 @@ class ModelInfo:
     threshold: float
     threshold_from: str = "model"
     dataset: str | None = None
+    max_pixels: int = DEFAULT_MAX_PIXELS
 
     def __post_init__(self) -> None:
         check_input_size(self.width, self.height, " (model input size)")
@@ -96,7 +100,8 @@ class ModelInfo:
             return cls(height=int(meta["height"]), width=int(meta["width"]),
                        channels=int(meta["channels"]), threshold=float(meta["threshold"]),
                        threshold_from=str(meta.get("threshold_from", "metadata")),
-                       dataset=meta.get("dataset"))
+                       dataset=meta.get("dataset"),
+                       max_pixels=int(meta.get("max_pixels", DEFAULT_MAX_PIXELS)))
         except (KeyError, TypeError, ValueError) as err:
             raise ValueError(f"{where}: {err!r}; expected the metadata written by kerasdec export "
                              "(height, width, channels, threshold)") from err

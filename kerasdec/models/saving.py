@@ -19,6 +19,10 @@ from typing import Any
 from kerasdec.files import atomic_path
 
 MODEL_CLASS = "kerasdec>SegDecNet"  # registered_name in config.json of every kerasdec model file
+# Sizes a .keras file declares for its members, refused above these before anything is read: the file may
+# come from elsewhere, and a zip member can declare (and decompress to) far more than the file holds.
+MAX_CONFIG_BYTES = 16 * 2**20  # config.json of a SegDecNet is about 10 KB
+MAX_MEMBER_BYTES = 8 * 2**30  # the published network's weights are about 63 MB
 
 
 class ModelFileError(ValueError):
@@ -40,10 +44,12 @@ def read_model_config(path: Path | str) -> dict[str, Any]:
         raise FileNotFoundError(f"model file {path} not found; expected a .keras file written by kerasdec")
     try:
         with zipfile.ZipFile(path) as archive:
+            _check_sizes(archive, path)
             if archive.testzip() is not None:
                 raise zipfile.BadZipFile("a member fails its CRC check")
             config = json.loads(archive.read("config.json"))
-    except (zipfile.BadZipFile, OSError, KeyError, UnicodeDecodeError, json.JSONDecodeError) as err:
+    except (zipfile.BadZipFile, OSError, KeyError, UnicodeDecodeError, json.JSONDecodeError,
+            RecursionError) as err:
         raise ModelFileError(f"{path} is not a readable .keras file ({_reason(err)}); it may be truncated "
                              "or corrupt: save or copy it again") from err
     found = (config.get("registered_name") or config.get("class_name")) if isinstance(config, dict) else None
@@ -51,6 +57,15 @@ def read_model_config(path: Path | str) -> dict[str, Any]:
         raise ModelFileError(f"{path} holds a {found or 'non-Keras'} model, not a kerasdec SegDecNet; "
                              "expected a model_*.keras written by kerasdec fit")
     return dict(config.get("config") or {})
+
+
+def _check_sizes(archive: zipfile.ZipFile, path: Path) -> None:
+    for info in archive.infolist():
+        limit = MAX_CONFIG_BYTES if info.filename == "config.json" else MAX_MEMBER_BYTES
+        if info.file_size > limit:
+            raise ModelFileError(f"{path}: its member {info.filename[:80]} declares {info.file_size:,} "
+                                 f"bytes, more than the {limit:,} a kerasdec model file holds; expected a "
+                                 ".keras file written by kerasdec")
 
 
 def load_model(path: Path | str) -> Any:

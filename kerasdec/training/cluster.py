@@ -19,6 +19,8 @@ import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from kerasdec.echo import SHOWN_CHARS, shown
+
 TF_CONFIG = "TF_CONFIG"
 TIMEOUT_ENV = "KERASDEC_CLUSTER_TIMEOUT"  # seconds to wait for peers (startup and every collective)
 DEFAULT_TIMEOUT = 300.0
@@ -76,32 +78,35 @@ def parse_tf_config(text: str | None) -> Cluster:
         config = json.loads(text)
     except json.JSONDecodeError as err:
         _fail("is not valid JSON", f"{err.msg} at character {err.pos}")
+    except RecursionError:  # json.loads recurses per level of nesting
+        _fail("is nested too deeply", "expected a JSON object with 'cluster' and 'task'")
     if not isinstance(config, dict):
         _fail("is not a JSON object", f"found {type(config).__name__}")
     jobs = _check_jobs(config.get("cluster"))
     task = config.get("task")
     if not isinstance(task, dict):
-        _fail("'task'", f"missing or not an object (found {task!r}); expected "
+        _fail("'task'", f"missing or not an object (found {shown(task)}); expected "
               '{"type": "worker", "index": N}')
     task_type, index = task.get("type"), task.get("index", 0)
     if task_type not in jobs:
-        _fail("'task.type'", f"{task_type!r} is not a job of 'cluster' ({sorted(jobs)})")
+        _fail("'task.type'", f"{shown(task_type)} is not a job of 'cluster' ({sorted(jobs)})")
     if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < len(jobs[task_type]):
-        _fail("'task.index'", f"{index!r} is out of range; 'cluster.{task_type}' has "
+        _fail("'task.index'", f"{shown(index)} is out of range; 'cluster.{task_type}' has "
               f"{len(jobs[task_type])} address(es), so expected 0..{len(jobs[task_type]) - 1}")
     return Cluster(jobs, task_type, index)
 
 
 def _check_jobs(cluster: object) -> dict[str, tuple[str, ...]]:
     if not isinstance(cluster, dict) or not cluster:
-        _fail("'cluster'", f"missing or empty (found {cluster!r}); expected "
+        _fail("'cluster'", f"missing or empty (found {shown(cluster)}); expected "
               '{"worker": ["host:port", ...]}')
     jobs: dict[str, tuple[str, ...]] = {}
     for job, addresses in cluster.items():
         if job not in TASK_TYPES:
-            _fail(f"'cluster.{job}'", f"unsupported task type; expected some of {TASK_TYPES}")
+            name = job if len(job) <= SHOWN_CHARS else shown(job)
+            _fail(f"'cluster.{name}'", f"unsupported task type; expected some of {TASK_TYPES}")
         if not isinstance(addresses, list) or not addresses:
-            _fail(f"'cluster.{job}'", f"expected a non-empty list of \"host:port\", found {addresses!r}")
+            _fail(f"'cluster.{job}'", f"expected a non-empty list of \"host:port\", found {shown(addresses)}")
         for i, address in enumerate(addresses):
             split_address(address, f"'cluster.{job}[{i}]'")
         jobs[job] = tuple(addresses)
@@ -121,7 +126,7 @@ def split_address(address: object, field: str) -> tuple[str, int]:
     """"host:port" → (host, port); ValueError naming ``field`` otherwise."""
     host, _, port = address.rpartition(":") if isinstance(address, str) else ("", "", "")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        _fail(field, f"{address!r} is not \"host:port\" with a port in 1..65535")
+        _fail(field, f"{shown(address)} is not \"host:port\" with a port in 1..65535")
     return host.strip("[]"), int(port)
 
 
@@ -156,7 +161,7 @@ def cluster_timeout(environ: Mapping[str, str] | None = None) -> float:
     except ValueError:
         seconds = math.nan
     if not math.isfinite(seconds) or seconds <= 0:
-        raise ValueError(f"{TIMEOUT_ENV}={value!r}; expected a positive number of seconds")
+        raise ValueError(f"{TIMEOUT_ENV}={shown(value)}; expected a positive number of seconds")
     return seconds
 
 

@@ -20,7 +20,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import signal
+import subprocess
+import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -91,22 +94,53 @@ class StrategyLoop:
         train_epochs(model, make_train_step(model, self.strategy), data, cfg, progress, callbacks)
 
 
+# The watcher of startup_watchdog: a separate small process, because nothing in this one can run while
+# TensorFlow waits. argv: parent pid, seconds, the line. Its stdin closes when the parent joined (or died).
+_WATCHER = """
+import os, select, signal, sys
+pid, seconds, line = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
+if not select.select([sys.stdin], [], [], seconds)[0]:
+    sys.stderr.write(line + "\\n")
+    sys.stderr.flush()
+    try:
+        os.kill(pid, signal.SIGALRM)
+    except ProcessLookupError:
+        pass
+"""
+WATCHDOG_GRACE_S = 10.0  # the process's own alarm, should the watcher not run, fires this much later
+
+
 @contextlib.contextmanager
 def startup_watchdog(cluster: Cluster, timeout: float) -> Iterator[None]:
-    """Bound joining the cluster by ``timeout`` seconds: the process then ends (SIGALRM, exit 142).
+    """Bound joining the cluster by ``timeout`` seconds: the process then ends (SIGALRM, exit 142) after
+    one line on stderr saying which worker gave up on which peers.
 
     TensorFlow waits for its peers inside C++ without releasing Python (no exception, no thread or
-    signal handler runs meanwhile), so only the signal's default action can end the wait.
+    signal handler runs meanwhile), so only the signal's default action can end the wait, and the line
+    comes from a watcher process started here, which sends the signal after writing it; the process's
+    own alarm is the fallback. Leaving the block (joined, or failed otherwise) closes the watcher's
+    stdin: it then ends without a word.
     """
     log.info("Joining the cluster %s as %s; giving up after %g s (%s)", list(cluster.workers),
              cluster.address, timeout, TIMEOUT_ENV)
+    peers = [address for address in cluster.workers if address != cluster.address]
+    line = (f"Error: worker {cluster.rank} ({cluster.address}) did not reach its peers {peers} within "
+            f"{timeout:g} s ({TIMEOUT_ENV}); expected every worker of TF_CONFIG to be started within that "
+            "time: start them, or raise the timeout")
+    watcher = subprocess.Popen([sys.executable, "-c", _WATCHER, str(os.getpid()), str(timeout), line],
+                               stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
     previous = signal.signal(signal.SIGALRM, signal.SIG_DFL)
-    signal.setitimer(signal.ITIMER_REAL, timeout)
+    signal.setitimer(signal.ITIMER_REAL, timeout + WATCHDOG_GRACE_S)
     try:
         yield
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+        watcher.stdin.close()
+        try:
+            watcher.wait(timeout=WATCHDOG_GRACE_S)
+        except subprocess.TimeoutExpired:
+            watcher.kill()
 
 
 def make_strategy(cluster: Cluster, timeout: float) -> tf.distribute.MultiWorkerMirroredStrategy:

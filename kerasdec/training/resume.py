@@ -11,13 +11,16 @@ import keras
 
 from kerasdec.config import RunConfig
 from kerasdec.data.sampling import FrequencySampler
-from kerasdec.files import read_json, remove_temporaries
+from kerasdec.echo import shown
+from kerasdec.files import remove_temporaries
 from kerasdec.rundir import (
     CHECKPOINT_DIR,
     CONFIG_FILE,
     FINISHED_FILE,
     SAMPLES_FILE,
     read_run_config,
+    read_samples,
+    samples_difference,
     write_run_config,
 )
 from kerasdec.training.checkpoint import load_state
@@ -68,7 +71,7 @@ def open_resumed(resume: Path | str, data_root: Path | str | None,
     if data_root is not None:
         root = str(Path(data_root).expanduser().resolve())
     elif root is not None and not Path(root).is_absolute():
-        raise ValueError(f"{run_dir / CONFIG_FILE} stores the relative data root {root!r}, which would "
+        raise ValueError(f"{run_dir / CONFIG_FILE} stores the relative data root {shown(root)}, which would "
                          "follow the current directory; give the dataset folder with --data-root")
     elif root is not None and not Path(root).exists():
         raise FileNotFoundError(f"The run's data root {root} does not exist (moved?); give its new place "
@@ -86,28 +89,15 @@ def adopt_data(run_dir: Path, cfg: RunConfig, manifest: dict[str, list], moved: 
     Raises:
         ValueError: a split's samples differ from those the run was trained with.
     """
-    path = run_dir / SAMPLES_FILE
-    if not path.is_file():
+    stored = read_samples(run_dir)
+    if stored is None:
         log.warning("%s has no %s (written by an older kerasdec): the data cannot be checked", run_dir,
                     SAMPLES_FILE)
-    else:
-        stored = read_json(path)
-        for split, rows in manifest.items():
-            if stored.get(split) != rows:
-                raise ValueError(_manifest_difference(cfg.data.root, split, stored.get(split) or [], rows,
-                                                      path))
+    elif (difference := samples_difference(run_dir, stored, manifest, cfg.data.root)) is not None:
+        raise ValueError(f"{difference}; expected the dataset the run used (--data-root)")
     if moved:
         write_run_config(run_dir, cfg)
         log.info("The run's data root is now %s (recorded in %s)", cfg.data.root, run_dir / CONFIG_FILE)
 
-
-def _manifest_difference(root: str | None, split: str, stored: list, found: list, path: Path) -> str:
-    before, now = {tuple(r) for r in stored}, {tuple(r) for r in found}
-    missing, extra = sorted(before - now), sorted(now - before)
-    example = (f"e.g. {missing[0][0]!r} missing" if missing else
-               f"e.g. {extra[0][0]!r} not in the run" if extra else "a different order")
-    return (f"The data under {root} is not this run's: its {split} split has {len(found)} images, the run "
-            f"was trained with {len(stored)} ({example}; see {path}); expected the dataset the run "
-            "used (--data-root)")
 
 

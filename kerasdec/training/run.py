@@ -149,7 +149,7 @@ def prepare_data(cfg: RunConfig, shard: tuple[int, int] | None = None) -> RunDat
     batch (kerasdec.data.sharding), batched per worker.
     """
     val_name = sources.validation_split(cfg.data)
-    splits = {name: sources.load_split(cfg.data, name, cfg.seed) for name in ("train", val_name, "test")}
+    splits = sources.load_splits(cfg.data, ("train", val_name, "test"), cfg.seed)
     for name in {val_name, "test"}:
         require_both_classes(splits[name], name)
     train, val = splits["train"], splits[val_name]
@@ -222,8 +222,9 @@ def finish_run(model: SegDecNet, run_dir: Path, cfg: RunConfig, test: list[Sampl
     for name in (*evaluate.OUTPUT_FILES, evaluate.FIGURES_DIR):
         remove(run_dir / name)
     which, tested = select_test_model(model, run_dir, cfg.train.test_model)
+    record = {"test_model": which, "data_root": cfg.data.root, "run_data": True}  # the run's own test split
     metrics = evaluate.evaluate_model(tested, test, cfg.data, run_dir, batch_size=cfg.train.batch_size,
-                             record={"test_model": which})
+                                      record=record)
     tested.model.set_threshold(metrics["threshold"])  # the tested model's file carries its decision threshold
     for name, saved in {MODEL_FINAL: model, MODEL_FILES[which]: tested.model}.items():
         save_model(saved, run_dir / name)

@@ -98,7 +98,7 @@ def test_bad_input_errors(ksdd_data, tmp_path):
 def test_missing_or_unreadable_label(ksdd_data):
     label = ksdd_data.root / "kos02" / "Part1_label.bmp"
     label.write_bytes(b"not an image")
-    with pytest.raises(ValueError, match=r"label .*kos02/Part1_label.bmp cannot be read"):
+    with pytest.raises(ValueError, match=r"kos02/Part1_label.bmp is not a readable image"):
         ksdd.folder_samples(ksdd_data.root / "kos02")
     label.unlink()
     with pytest.raises(FileNotFoundError, match=r"label .*kos02/Part1_label.bmp does not exist"):

@@ -47,9 +47,12 @@ def _published(base: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def published(tiny_run, tmp_path_factory):
-    """The tiny run exported once (SavedModel only; TFLite modes: test_trained.py): (result, base)."""
+    """The tiny run exported once (SavedModel only; TFLite modes: test_trained.py): (result, base).
+
+    The tiny run was never evaluated, so the export is given its threshold (it never takes a default)."""
     base = tmp_path_factory.mktemp("export") / "segdec"
-    return _export(tiny_run.run_dir, "--out", base, "--data-root", tiny_run.data.root), base
+    result = _export(tiny_run.run_dir, "--out", base, "--data-root", tiny_run.data.root, "--threshold", 0.5)
+    return result, base
 
 
 def test_a_run_is_published_as_one_checked_version(published, tiny_run):
@@ -60,7 +63,7 @@ def test_a_run_is_published_as_one_checked_version(published, tiny_run):
     assert _published(base) == ["1"]  # no hidden folder left
     assert {"saved_model.pb", "variables", "metadata.json", "assets.extra"} <= set(os.listdir(version))
     meta = json.loads((version / "metadata.json").read_text())
-    assert (meta["threshold"], meta["threshold_from"], meta["dataset"]) == (0.5, "default", "folder")
+    assert (meta["threshold"], meta["threshold_from"], meta["dataset"]) == (0.5, "argument", "folder")
     assert meta["model_file"] == str((tiny_run.run_dir / "model_final.keras").resolve())
     saved_check = meta["self_check"]["saved_model"]
     assert saved_check["passed"] and saved_check["flipped"] == 0 and saved_check["images"] == 6
@@ -124,7 +127,8 @@ def test_a_failed_self_check_publishes_nothing(tiny_run, tmp_path, monkeypatch):
 
     monkeypatch.setattr("kerasdec.deploy.export.build_version", fails_its_check)
     base = tmp_path / "segdec"
-    line = _one_line(_export(tiny_run.run_dir, "--out", base, "--data-root", tiny_run.data.root))
+    line = _one_line(_export(tiny_run.run_dir, "--out", base, "--data-root", tiny_run.data.root,
+                             "--threshold", 0.5))
     assert line.startswith("Error: self-check failed, nothing exported: int8: 2/2 decisions flipped")
     assert _published(base) == []  # neither the version nor a hidden folder
 
@@ -137,7 +141,8 @@ def test_a_full_disk_gives_one_line_and_publishes_nothing(tiny_run, tmp_path, mo
 
     monkeypatch.setattr("kerasdec.deploy.saved_model._archive", lambda model, info: FullDisk())
     base = tmp_path / "segdec"
-    line = _one_line(_export(tiny_run.run_dir, "--out", base, "--data-root", tiny_run.data.root))
+    line = _one_line(_export(tiny_run.run_dir, "--out", base, "--data-root", tiny_run.data.root,
+                             "--threshold", 0.5))
     assert "could not write the SavedModel" in line and "No space left" in line
     assert str(base) in line
     assert _published(base) == []

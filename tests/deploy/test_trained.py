@@ -169,7 +169,8 @@ def test_int8_keeps_the_held_out_decisions_and_the_threshold_is_no_score(trained
     decided = scores >= threshold
     assert (int(np.sum(decided & ~labels)), int(np.sum(~decided & labels))) == (metrics["fp"], metrics["fn"])
     meta = json.loads((version / "metadata.json").read_text())
-    assert (meta["threshold"], meta["threshold_from"]) == (threshold, "model")  # travelled in the .keras
+    # travelled in the .keras; the export names the evaluation it came from (the run's own test evaluation)
+    assert (meta["threshold"], meta["threshold_from"]) == (threshold, str((run / "metrics.json").resolve()))
     saved = meta["self_check"]["saved_model"]
     assert saved["passed"] and saved["flipped"] == 0 and saved["max_score_error"] <= 1e-4
     int8 = json.loads(trained_export.written["int8"].with_name("segdec_int8.metadata.json").read_text())

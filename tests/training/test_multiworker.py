@@ -199,6 +199,10 @@ def test_a_worker_whose_peers_never_come_gives_up_after_the_timeout(dataset, tmp
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=70)
     assert result.returncode == -signal.SIGALRM or result.returncode == 128 + signal.SIGALRM, result.stderr
     assert "giving up after 3 s (KERASDEC_CLUSTER_TIMEOUT)" in result.stderr
+    own, peer = tf_config["cluster"]["worker"]
+    assert result.stderr.strip().splitlines()[-1] == (  # the last word is why it ended (issue 20)
+        f"Error: worker 0 ({own}) did not reach its peers ['{peer}'] within 3 s (KERASDEC_CLUSTER_TIMEOUT); "
+        "expected every worker of TF_CONFIG to be started within that time: start them, or raise the timeout")
     assert time.monotonic() - started < 40 and not (tmp_path / "run").exists()
 
 

@@ -90,6 +90,7 @@ def test_cli_fit_writes_a_complete_run_directory_and_never_overwrites(folder_dat
     evaluated = CliRunner().invoke(main, ["evaluate", str(run_dir)])  # same model, same numbers
     assert evaluated.exit_code == 0, evaluated.output
     again_metrics = json.loads((run_dir / "evaluate-test-final" / "metrics.json").read_text())
+    assert metrics["run_data"] is again_metrics["run_data"] is True  # checked against samples.json
     for key in ("ap", "auc", "threshold", "fp", "fn", "fp_at_fn0"):
         assert again_metrics[key] == pytest.approx(metrics[key], abs=1e-6), key
 
