@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 DATASETS = ("synthetic", "ksdd", "ksdd2", "dagm", "severstal", "folder")
-PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
+PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16", "float64")  # float64: equivalence checks
 DISTRIBUTES = ("none", "mirrored", "multiworker")
 DECISION_TARGETS = ("image_label", "mask_max")  # METHOD.md §2: hard 0/1, or the max of the 1/8 mask
 OPTIMIZERS = ("sgd", "adam")  # sgd = published (no momentum); adam = Keras Adam, defaults but lr
