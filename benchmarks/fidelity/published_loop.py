@@ -27,6 +27,7 @@ Two modes:
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -158,6 +159,21 @@ def read_items(cfg: dict, split: str, float64_downsize: bool = True) -> list[Ite
 
 
 # ---------------------------------------------------------------------------------------- the loop
+def published_feature_norm(norm: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """FeatureNorm as the reference computes it: torch.std (unbiased) and torch.mean over H and W."""
+    std = torch.std(x, dim=(2, 3), keepdim=True)
+    mean = torch.mean(x, dim=(2, 3), keepdim=True)
+    return norm.scale * ((x - mean) / (std + norm.eps).sqrt()) + norm.bias
+
+
+def use_published_feature_norm(model: SegDec) -> SegDec:
+    """Switch every FeatureNorm of a torch_segdec network to the reference's formula (same maths as
+    torch_segdec's explicit sum of squares; different rounding)."""
+    for block in model.blocks():
+        block.norm.forward = functools.partial(published_feature_norm, block.norm)
+    return model
+
+
 def loss_weights(epoch: int, cfg: dict) -> tuple[float, float]:
     if cfg["dynamic_balance"]:
         return 1 - epoch / float(cfg["epochs"]), cfg["delta"] * (epoch / float(cfg["epochs"]))
@@ -225,20 +241,17 @@ class Worker:
         self.test = read_items(cfg, "test")
         self.positives = [item for item in self.train if item.positive]
         self.negatives = [item for item in self.train if not item.positive]
-        self.model = SegDec(cfg["channels"], multiplier=0.0).double()
+        self.model = use_published_feature_norm(SegDec(cfg["channels"], multiplier=0.0).double())
         arrays = dict(np.load(cfg["weights"]))
         if cfg["channels"] == 3:  # kerasdec feeds RGB, the reference BGR: same network, channels swapped
             arrays["b0_kernel"] = arrays["b0_kernel"][:, :, ::-1, :]
         load_weights(self.model, {k: v.astype(np.float64) for k, v in arrays.items()})
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=cfg["lr"])
         self.control = None
-        if cfg.get("control"):  # the same loop from weights perturbed by ``control`` (relative, random)
+        if cfg.get("control"):  # the same loop with torch_segdec's FeatureNorm formula: equal maths,
+            # different float64 rounding, so its drift from the main rendition is what rounding alone gets
             self.control = SegDec(cfg["channels"], multiplier=0.0).double()
             self.control.load_state_dict(self.model.state_dict())
-            noise = torch.Generator().manual_seed(0)
-            with torch.no_grad():
-                for p in self.control.parameters():
-                    p.mul_(1 + cfg["control"] * torch.randn(p.shape, generator=noise, dtype=p.dtype))
             self.control_optimizer = torch.optim.SGD(self.control.parameters(), lr=cfg["lr"])
         self.epoch, self.step_in_epoch, self.notes = -1, 0, []
         self.steps_per_epoch = (2 * len(self.positives)) // cfg["batch_size"]  # shuffle + drop_last
