@@ -25,7 +25,7 @@ kerasdec bench --size 128x128 --size 256x256 --batch-size 1 --precision float32 
 kerasdec bench --published --batch-size 1 --precision float32 --precision mixed_bfloat16 --no-jit \
     --steps 2 --warmup 1 --export --json "$OUT/bench_published.json" --markdown "$OUT/bench_published.md"
 # Whole-run fidelity, short version (2 epochs of 8 images, DAGM and KSDD2 layouts, batch 1 and 5, float64,
-# ~10 min): kerasdec's fit step by step against the published loop in PyTorch (benchmarks/fidelity).
+# ~15 min): kerasdec's fit step by step against the published loop in PyTorch (benchmarks/fidelity).
 python benchmarks/fidelity/step_by_step.py --quick --out "$OUT/fidelity" | tee "$OUT/fidelity.txt" \
     || echo "fidelity: a difference over 1e-9 in the first two epochs, see $OUT/fidelity" | tee -a "$OUT/fidelity.txt"
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT/conditions.txt"
