@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Create the PyTorch (CPU) venv used ONLY by benchmarks/torch_segdec.py to measure the
-# kerasdec-vs-PyTorch ratio. PyTorch is not a dependency of kerasdec.
+# Create the PyTorch (CPU) venv used ONLY by benchmarks/torch_segdec.py (the kerasdec-vs-PyTorch speed
+# ratio) and benchmarks/fidelity (the published training loop in PyTorch). PyTorch is not a dependency
+# of kerasdec.
 #
 # The venv lives outside the repository (default ~/.cache/kerasdec-torch-venv, or $KERASDEC_TORCH_VENV).
 # torch is pinned to an exact CPU release (2.13.0) so pip never pulls a multi-GB CUDA build; numpy is
@@ -12,7 +13,8 @@ TORCH_VERSION="${TORCH_VERSION:-2.13.0}"
 if [ ! -x "$VENV/bin/python" ]; then
     "$PYTHON" -m venv "$VENV"
 fi
-"$VENV/bin/pip" install --quiet "torch==$TORCH_VERSION" numpy
+# opencv and scipy: the fidelity harness's rendition reads the data itself (benchmarks/fidelity).
+"$VENV/bin/pip" install --quiet "torch==$TORCH_VERSION" numpy opencv-python-headless scipy
 "$VENV/bin/python" - <<'PY'
 import torch
 assert not torch.cuda.is_available() or True

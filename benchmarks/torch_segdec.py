@@ -1,4 +1,4 @@
-"""An independent PyTorch rendition of SegDecNet (shared/METHOD.md §1), used ONLY to measure speed.
+"""An independent PyTorch rendition of SegDecNet (shared/METHOD.md §1), used ONLY in benchmarks.
 
 Run inside the PyTorch venv made by ``benchmarks/setup_torch.sh``; it never imports kerasdec or
 TensorFlow. ``python torch_segdec.py --worker`` answers JSON commands on stdin, one per line, so that
@@ -64,11 +64,30 @@ class Block(nn.Module):
         return F.relu(y) if self.relu else y
 
 
-class SegDec(nn.Module):
-    """Images (B, C, H, W) → (decision logit (B, 1), seg logits (B, 1, H/8, W/8))."""
+class GradientMultiply(torch.autograd.Function):
+    """Identity forward; the backward pass multiplies the gradient by m (the published mechanism)."""
 
-    def __init__(self, channels: int = 1) -> None:
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, m: float) -> torch.Tensor:
+        ctx.m = m
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return grad * ctx.m, None
+
+
+class SegDec(nn.Module):
+    """Images (B, C, H, W) → (decision logit (B, 1), seg logits (B, 1, H/8, W/8)).
+
+    ``multiplier`` None: the decision stage's inputs are detached (m = 0 without the wasted backward
+    pass; the speed comparison). A number m: the gradient into the decision stage is multiplied by m,
+    as the published code does (``benchmarks/fidelity``); ``model.multiplier`` may be changed later.
+    """
+
+    def __init__(self, channels: int = 1, multiplier: float | None = None) -> None:
         super().__init__()
+        self.multiplier = multiplier
         layers, cin = [], channels
         for stage in SEGMENTATION:
             if stage == "pool":
@@ -93,9 +112,14 @@ class SegDec(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         volume = self.segmentation(x)  # (B, 1024, H/8, W/8)
         seg = self.seg_head(volume)  # (B, 1, H/8, W/8)
-        d = self.decision(torch.cat([volume, seg], dim=1).detach())  # gradient adjustment m = 0
-        pooled = seg.detach()
-        features = [d.amax(dim=(2, 3)), d.mean(dim=(2, 3)), pooled.amax(dim=(2, 3)), pooled.mean(dim=(2, 3))]
+        if self.multiplier is None:  # gradient adjustment m = 0
+            d = self.decision(torch.cat([volume, seg], dim=1).detach())
+            pooled = [seg.detach().amax(dim=(2, 3)), seg.detach().mean(dim=(2, 3))]
+        else:
+            d = self.decision(GradientMultiply.apply(torch.cat([volume, seg], dim=1), self.multiplier))
+            pooled = [GradientMultiply.apply(seg.amax(dim=(2, 3)), self.multiplier),
+                      GradientMultiply.apply(seg.mean(dim=(2, 3)), self.multiplier)]
+        features = [d.amax(dim=(2, 3)), d.mean(dim=(2, 3)), *pooled]
         return self.dense(torch.cat(features, dim=1)), seg
 
 

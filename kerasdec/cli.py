@@ -107,7 +107,7 @@ MAX_PIXELS_HELP = (f"Refuse an image (or mask) whose header declares more pixels
 # ---------------------------------------------------------------------------------------------- fit
 _DATA_FLAGS = ("root", "width", "height", "channels", "segmented", "fold", "category", "split_file",
                "dilate", "w_pos", "p", "weighted_seg", "frequency_sampling", "exclude", "decision_target",
-               "augment_geometry", "augment_jitter", "max_pixels")
+               "mask_values", "augment_geometry", "augment_jitter", "max_pixels")
 _TRAIN_FLAGS = ("epochs", "steps", "lr", "optimizer", "delta", "batch_size", "dynamic_balance",
                 "gradient_adjustment", "precision", "jit", "validate_every", "distribute", "test_model",
                 "drop_last", "deterministic")
@@ -169,6 +169,9 @@ def build_fit_config(dataset: str, positives: int | None, protocol: str | None, 
                    "dataset's default list, 'none' = exclude nothing).")
 @click.option("--decision-target", type=click.Choice(["image_label", "mask_max"]),
               help="Classification target of a positive: 1, or the max of its 1/8 mask (published).")
+@click.option("--mask-values", type=click.Choice(["binary", "gray"]),
+              help="Training targets from mask files: binary (above half the range = defect), or gray "
+                   "value / 255 with soft edges kept (published datasets; docs/fidelity.md).")
 @click.option("--width", type=click.IntRange(min=8), help="Input width (multiple of 8).")
 @click.option("--height", type=click.IntRange(min=8), help="Input height (multiple of 8).")
 @click.option("--channels", type=click.Choice(["1", "3"]), callback=lambda c, p, v: v and int(v),

@@ -16,9 +16,10 @@ from typing import Any
 from kerasdec.echo import shown
 
 DATASETS = ("synthetic", "ksdd", "ksdd2", "dagm", "severstal", "folder")
-PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
+PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16", "float64")  # float64: equivalence checks
 DISTRIBUTES = ("none", "mirrored", "multiworker")
 DECISION_TARGETS = ("image_label", "mask_max")  # METHOD.md §2: hard 0/1, or the max of the 1/8 mask
+MASK_VALUES = ("binary", "gray")  # training targets from mask files: the mask rule, or gray value / 255
 OPTIMIZERS = ("sgd", "adam")  # sgd = published (no momentum); adam = Keras Adam, defaults but lr
 TEST_MODELS = ("final", "best")  # which model fit's test evaluation uses (METHOD.md §5)
 # Samples the published code leaves out of every split, per dataset (DataConfig.exclude = None).
@@ -81,6 +82,8 @@ class DataConfig:
     split_file: str | None = None  # published split file (pickle or JSON, data/splits.py); None = seeded
     exclude: tuple[str, ...] | None = None  # sample names left out of every split; None = DEFAULT_EXCLUDE
     decision_target: str = "image_label"  # classification target of a positive: 1, or its 1/8 mask's max
+    mask_values: str = "binary"  # training targets: "binary" (decode.py's mask rule) or "gray" (value/255,
+    # antialiased edges kept soft, as the published code reads masks); 0/1 label images count as 0/255
     dilate: int = 1  # d×d square dilation of masks; 1 = none
     weighted_seg: bool = True  # distance-transform weights inside defects
     w_pos: float = 1.0  # weight scale inside defects
@@ -113,6 +116,8 @@ class DataConfig:
         _check(self.dataset != "dagm" or self.category is not None,
                "dataset='dagm' needs a category (--category 1..10)")
         _check(self.dilate >= 1, f"dilate={shown(self.dilate)}; expected >= 1")
+        _check(self.mask_values in MASK_VALUES,
+               f"mask_values={shown(self.mask_values)}; expected one of {MASK_VALUES}")
         _check(self.decision_target in DECISION_TARGETS,
                f"decision_target={shown(self.decision_target)}; expected one of {DECISION_TARGETS}")
         if self.exclude is not None:  # JSON gives a list

@@ -76,9 +76,10 @@ def preset(dataset: str, positives: int | None = None, protocol: str | None = No
            **data: Any) -> RunConfig:
     """RunConfig with the published settings of ``dataset`` (METHOD.md §7).
 
-    Published datasets get decision_target "mask_max" and their test_model (TEST_MODEL); synthetic and
-    folder keep "image_label" and the final model. With no pixel labels at all (``segmented=0``) the
-    dynamic balance is off, and KSDD also gets lr 0.01 and δ 1 (the 2021 paper's M = 0 rules).
+    Published datasets get decision_target "mask_max", mask_values "gray" and their test_model
+    (TEST_MODEL); synthetic and folder keep "image_label", "binary" and the final model. With no pixel
+    labels at all (``segmented=0``) the dynamic balance is off, and KSDD also gets lr 0.01 and δ 1 (the
+    2021 paper's M = 0 rules).
 
     Args:
         dataset: one of kerasdec.config.DATASETS.
@@ -106,7 +107,8 @@ def preset(dataset: str, positives: int | None = None, protocol: str | None = No
         epochs = epochs_for(dataset, positives, protocol)
     published = key[0] != "any"
     defaults = dict(INPUTS[dataset], p=p, w_pos=w_pos, dilate=dilate,
-                    decision_target="mask_max" if published else "image_label")
+                    decision_target="mask_max" if published else "image_label",
+                    mask_values="gray" if published else "binary")  # as the reference reads masks
     data = DataConfig(**{**defaults, **data, "dataset": dataset, "positives": positives})
     dynamic_balance = True
     if published and data.segmented == 0:  # M = 0: no pixel labels at all

@@ -35,12 +35,14 @@ def test_published_presets_use_mask_max_and_test_the_published_model():
     for dataset, extra in (("ksdd", {}), ("ksdd2", {}), ("dagm", {"category": 1}), ("severstal", {})):
         cfg = preset(dataset, root="r", **extra)
         assert cfg.data.decision_target == "mask_max", dataset
+        assert cfg.data.mask_values == "gray", dataset  # masks read as the reference reads them
         assert cfg.train.test_model == ("best" if dataset == "severstal" else "final"), dataset
         assert cfg.train.drop_last is True
         assert cfg.train.optimizer == "sgd", dataset  # plain SGD, as published
     for dataset in ("synthetic", "folder"):
         cfg = preset(dataset, root="r")
         assert (cfg.data.decision_target, cfg.train.test_model) == ("image_label", "final")
+        assert cfg.data.mask_values == "binary"
     assert preset("ksdd", root="r").data.exclude is None  # None = the dataset's default (kos21/Part7)
 
 

@@ -12,6 +12,12 @@ for 16-bit, > 0.5 for float masks. A mask that holds only the values 0 and 1 is 
 1 is a defect. So JPEG noise, a background of 3 or antialiased edges do not count as defects. Masks
 holding values besides 0 and their maximum (or nonzero values none of which is a defect) are read by
 the same rule, with one warning per dataset.
+
+With ``gray=True`` (``DataConfig.mask_values = "gray"``, the published presets) a positive's mask
+file's values are kept as 8-bit gray levels instead, as the published code reads masks (value / 255
+later becomes the soft target): antialiased edges stay soft. A 0/1 label image still reads as 0/255
+(as gray levels it would be nearly empty); 16-bit masks are brought to 8 bits, float masks in [0, 1]
+scaled by 255.
 """
 
 from __future__ import annotations
@@ -139,14 +145,31 @@ def _warn_irregular(path: Path | str, note: str, dataset: str | None) -> None:
         " Further masks like this in this dataset are logged at debug level only." if first else "")
 
 
+def gray_levels(values: np.ndarray) -> np.ndarray | None:
+    """A mask file's values as uint8 gray levels (module docstring, ``gray=True``); None for a 0/1 label
+    image, which keeps the binary rule."""
+    if values.dtype.kind == "u" and values.max(initial=0) == 1:
+        return None  # a 0/1 label image
+    if values.dtype == np.uint8:
+        return values
+    if values.dtype == np.uint16:
+        return np.round(values / 257.0).astype(np.uint8)
+    if values.dtype in (np.float16, np.float32):
+        return np.round(np.clip(values, 0.0, 1.0) * 255.0).astype(np.uint8)
+    return None  # an unsupported type: binarize_mask names it
+
+
 def _mask_from_file(sample: Sample, shape_hw: tuple[int, int], dataset: str | None,
-                    max_pixels: int) -> np.ndarray:
+                    max_pixels: int, gray: bool = False) -> np.ndarray:
     raw = _imread(sample.mask_path, cv2.IMREAD_UNCHANGED, max_pixels)
     values = mask_values(raw)  # (h, w) at the file's depth
     if values.shape[:2] != tuple(shape_hw):
         raise ValueError(
             f"Mask {sample.mask_path} is {values.shape[1]}x{values.shape[0]} (WxH) but its image "
             f"{sample.image_path} is {shape_hw[1]}x{shape_hw[0]}; expected a mask of the image's size")
+    levels = gray_levels(values) if gray else None
+    if levels is not None:
+        return levels
     try:
         defect, note = binarize_mask(values)
     except ValueError as err:
@@ -169,7 +192,7 @@ def _mask_from_rle(sample: Sample, shape_hw: tuple[int, int]) -> np.ndarray:
 
 
 def read_mask(sample: Sample, shape_hw: tuple[int, int], dataset: str | None = None,
-              max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+              max_pixels: int = DEFAULT_MAX_PIXELS, gray: bool = False) -> np.ndarray:
     """Read a sample's defect mask at its image's size.
 
     Taken from ``sample.mask_path`` if set (read by the mask rule of the module docstring), else from
@@ -181,9 +204,11 @@ def read_mask(sample: Sample, shape_hw: tuple[int, int], dataset: str | None = N
         shape_hw: (height, width) of the sample's image as read from disk.
         dataset: any key naming the dataset: irregular masks are warned about once per key.
         max_pixels: refuse (undecoded) a mask file whose header declares more pixels.
+        gray: keep a positive's mask file's gray levels (module docstring) instead of the binary rule;
+            a negative's mask stays all zero.
 
     Returns:
-        uint8 array (h, w) with values 0 and 255.
+        uint8 array (h, w) with values 0 and 255 (with ``gray``, a mask file's gray levels).
 
     Raises:
         FileNotFoundError: the mask file does not exist.
@@ -193,7 +218,9 @@ def read_mask(sample: Sample, shape_hw: tuple[int, int], dataset: str | None = N
     """
     shape_hw = (int(shape_hw[0]), int(shape_hw[1]))
     if sample.mask_path is not None:
-        mask = _mask_from_file(sample, shape_hw, dataset, max_pixels)
+        mask = _mask_from_file(sample, shape_hw, dataset, max_pixels, gray and sample.is_positive)
+        if mask.dtype == np.uint8:  # gray levels
+            return mask
     elif sample.rle:
         mask = _mask_from_rle(sample, shape_hw)
     elif sample.is_positive and sample.is_segmented:

@@ -59,7 +59,8 @@ class ElementLoader:
         sample = self.samples[index]
         image = read_image(sample.image_path, self.cfg.channels, self.cfg.max_pixels)  # (h, w, C) uint8
         dataset = f"{self.cfg.dataset} {self.cfg.root}"  # irregular masks: one warning per dataset
-        mask = read_mask(sample, image.shape[:2], dataset, self.cfg.max_pixels)  # (h, w) uint8 0/255
+        gray = self.cfg.mask_values == "gray"  # the published presets: soft edges kept
+        mask = read_mask(sample, image.shape[:2], dataset, self.cfg.max_pixels, gray)  # (h, w) uint8
         if t:  # geometry augmentation: transform the decoded pair, then build targets as usual
             image, mask = augment.transform(image, t), augment.transform(mask, t)
         image8 = targets.input_image(image, self.cfg)  # (H, W, C) uint8

@@ -127,7 +127,7 @@ def seg_targets(mask: np.ndarray, sample: Sample, cfg: DataConfig) -> tuple[np.n
     """Segmentation target and pixel weights at 1/8 for one sample.
 
     Args:
-        mask: (h, w) uint8 0/255 mask at the image's original size.
+        mask: (h, w) uint8 mask at the image's original size, 0/255 (or gray levels, mask_values="gray").
         sample: the record (``is_positive``, ``is_segmented`` decide the weights).
         cfg: input size, ``dilate``, ``weighted_seg``, ``w_pos``, ``p``.
 

@@ -35,6 +35,16 @@ import tensorflow as tf  # noqa: E402  (only after the backend check, so the err
 from kerasdec.models.rowconv import row_gemm_conv2d, use_row_gemm  # noqa: E402
 
 
+def wide_dtype() -> str:
+    """The dtype of statistics, logits and losses: float64 under a float64 policy, else float32.
+
+    Never below float32 (a float16 variance over a large map overflows), and never below the policy
+    either: under ``float64`` (equivalence checks against a float64 reference) every part of the
+    network and of the loss runs in float64.
+    """
+    return "float64" if keras.config.dtype_policy().compute_dtype == "float64" else "float32"
+
+
 @keras.saving.register_keras_serializable(package="kerasdec")
 class FeatureNorm(keras.layers.Layer):
     """Per-sample, per-channel normalisation over H and W with a trainable scale and bias.
@@ -44,12 +54,13 @@ class FeatureNorm(keras.layers.Layer):
     ``std + epsilon``, not of the variance (as published). For a 1×1 map n − 1 is floored at 1, so
     the output is finite (the published network returns NaN there). No running statistics.
 
-    Statistics and output are float32 whatever the global dtype policy (a float16 variance over a
-    large map overflows), unless ``dtype`` is given explicitly.
+    Statistics and output are float32 under float32 and mixed policies (a float16 variance over a
+    large map overflows) and float64 under a float64 policy, unless ``dtype`` is given explicitly.
 
     Args:
         epsilon: added to the standard deviation before the square root. Default 0.001.
-        **kwargs: standard Layer arguments (name, dtype, ...). ``dtype`` defaults to "float32".
+        **kwargs: standard Layer arguments (name, dtype, ...). ``dtype`` defaults to
+            :func:`wide_dtype` ("float32"; "float64" under a float64 policy).
 
     Example:
         >>> y = FeatureNorm(name="norm")(np.random.rand(2, 16, 16, 8).astype("float32"))
@@ -57,7 +68,7 @@ class FeatureNorm(keras.layers.Layer):
 
     def __init__(self, epsilon: float = 0.001, **kwargs: Any) -> None:
         if kwargs.get("dtype") is None:
-            kwargs["dtype"] = "float32"
+            kwargs["dtype"] = wide_dtype()
         super().__init__(**kwargs)
         self.epsilon = float(epsilon)
 

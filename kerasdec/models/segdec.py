@@ -27,7 +27,7 @@ from kerasdec.config import (  # H, W multiples of 8, >= 64; the published sizes
     check_input_size,
     check_sizes,
 )
-from kerasdec.models.layers import ConvBlock, GradientMultiplier, require_tensorflow_backend
+from kerasdec.models.layers import ConvBlock, GradientMultiplier, require_tensorflow_backend, wide_dtype
 
 require_tensorflow_backend()
 
@@ -113,8 +113,8 @@ class SegmentationNet(keras.Model):
                 n_block += 1
                 stages.append(ConvBlock(*stage, name=f"block{n_block}"))
         self.stages = stages
-        # Logits stay float32 (conv included: a 1×1 conv over 1024 channels is cheap).
-        self.head = ConvBlock(1, 1, relu=False, dtype="float32", name="seg_head")
+        # Logits stay float32 (conv included: a 1×1 conv over 1024 channels is cheap); float64 under float64.
+        self.head = ConvBlock(1, 1, relu=False, dtype=wide_dtype(), name="seg_head")
 
     def call(self, x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         for stage in self.stages:
@@ -160,7 +160,7 @@ class DecisionNet(keras.Model):
         limit = 1.0 / math.sqrt(2 * self.filters[-1] + 2)
         uniform = keras.initializers.RandomUniform(-limit, limit)
         self.dense = keras.layers.Dense(1, kernel_initializer=uniform, bias_initializer=uniform,
-                                        dtype="float32", name="decision_head")
+                                        dtype=wide_dtype(), name="decision_head")
 
     def call(self, inputs: list[tf.Tensor]) -> tf.Tensor:
         volume, seg = inputs
@@ -168,8 +168,8 @@ class DecisionNet(keras.Model):
         x = self.gradient_multiplier(x)
         for stage in self.stages:
             x = stage(x)
-        x = tf.cast(x, tf.float32)  # (B, h/8, w/8, filters[-1])
-        seg = tf.cast(seg, tf.float32)
+        x = tf.cast(x, self.dense.compute_dtype)  # (B, h/8, w/8, filters[-1]); float64 under float64
+        seg = tf.cast(seg, self.dense.compute_dtype)
         pooled_seg = tf.concat([tf.reduce_max(seg, axis=(1, 2)), tf.reduce_mean(seg, axis=(1, 2))], -1)
         pooled_seg = self.gradient_multiplier(pooled_seg)  # (B, 2)
         features = [tf.reduce_max(x, axis=(1, 2)), tf.reduce_mean(x, axis=(1, 2)), pooled_seg]
@@ -184,9 +184,9 @@ class DecisionNet(keras.Model):
 class SegDecNet(SegDecTrainingMixin, keras.Model):
     """Segmentation stage + decision stage: images → {"decision": (B, 1), "seg": (B, H/8, W/8, 1)}.
 
-    Both outputs are float32 logits under any dtype policy. Non-trainable variables set by the
-    callbacks of kerasdec.training.callbacks: ``seg_loss_weight``, ``cls_loss_weight`` and the
-    gradient multiplier (``gradient_multiplier``).
+    Both outputs are float32 logits under any dtype policy (float64 under a float64 policy).
+    Non-trainable variables set by the callbacks of kerasdec.training.callbacks: ``seg_loss_weight``,
+    ``cls_loss_weight`` and the gradient multiplier (``gradient_multiplier``).
 
     The model also knows how it is deployed (keras-hub keeps its image size in the config the same
     way): ``input_height`` × ``input_width``, the size it is trained at (recorded by

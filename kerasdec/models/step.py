@@ -1,9 +1,10 @@
 """The SegDecNet training step (shared/METHOD.md §2), kept apart from the network definition.
 
 L = seg_w · L_seg + cls_w · L_cls, where L_seg and L_cls are per-sample losses SUMMED over the batch
-and seg_w, cls_w are non-trainable float32 variables assigned by callbacks (λ and δ(1 − λ) with the
-dynamically balanced loss). Under a tf.distribute strategy each replica differentiates the sum over
-its part of the batch and the optimizer sums gradients across replicas: the global-batch sum.
+and seg_w, cls_w are non-trainable variables assigned by callbacks (λ and δ(1 − λ) with the
+dynamically balanced loss); losses and weights are float32 (float64 under a float64 policy). Under a
+tf.distribute strategy each replica differentiates the sum over its part of the batch and the
+optimizer sums gradients across replicas: the global-batch sum.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 import keras
 
-from kerasdec.models.layers import require_tensorflow_backend
+from kerasdec.models.layers import require_tensorflow_backend, wide_dtype
 
 require_tensorflow_backend()
 
@@ -34,19 +35,21 @@ def summed_losses(outputs: dict[str, tf.Tensor], y: dict[str, tf.Tensor],
         sample_weight: {"decision": (B, 1), "seg": (B, h, w, 1) pixel weights}; None = all ones.
 
     Returns:
-        (L_seg, L_cls) float32 scalars: L_seg = Σ_b mean_pixels(w · CE), L_cls = Σ_b w · CE.
+        (L_seg, L_cls) scalars, float32 (float64 when the logits are): L_seg = Σ_b mean_pixels(w · CE),
+        L_cls = Σ_b w · CE.
     """
     sample_weight = sample_weight or {}
-    seg_logits = tf.cast(outputs["seg"], tf.float32)
-    seg_ce = tf.nn.sigmoid_cross_entropy_with_logits(labels=tf.cast(y["seg"], tf.float32),
+    dtype = tf.float64 if outputs["seg"].dtype == tf.float64 else tf.float32  # never below float32
+    seg_logits = tf.cast(outputs["seg"], dtype)
+    seg_ce = tf.nn.sigmoid_cross_entropy_with_logits(labels=tf.cast(y["seg"], dtype),
                                                      logits=seg_logits)  # (B, h, w, 1)
     if sample_weight.get("seg") is not None:
-        seg_ce = seg_ce * tf.cast(sample_weight["seg"], tf.float32)
-    dec_logits = tf.cast(outputs["decision"], tf.float32)
-    cls_ce = tf.nn.sigmoid_cross_entropy_with_logits(labels=tf.cast(y["decision"], tf.float32),
+        seg_ce = seg_ce * tf.cast(sample_weight["seg"], dtype)
+    dec_logits = tf.cast(outputs["decision"], dtype)
+    cls_ce = tf.nn.sigmoid_cross_entropy_with_logits(labels=tf.cast(y["decision"], dtype),
                                                      logits=dec_logits)  # (B, 1)
     if sample_weight.get("decision") is not None:
-        cls_ce = cls_ce * tf.cast(sample_weight["decision"], tf.float32)
+        cls_ce = cls_ce * tf.cast(sample_weight["decision"], dtype)
     seg_loss = tf.reduce_sum(tf.reduce_mean(seg_ce, axis=(1, 2, 3)))
     return seg_loss, tf.reduce_sum(cls_ce)
 
@@ -57,9 +60,9 @@ class SegDecTrainingMixin:
     def _init_training_state(self) -> None:
         constant = keras.initializers.Constant(1.0)
         self.seg_loss_weight = self.add_weight(shape=(), initializer=constant, trainable=False,
-                                               dtype="float32", name="seg_loss_weight")
+                                               dtype=wide_dtype(), name="seg_loss_weight")
         self.cls_loss_weight = self.add_weight(shape=(), initializer=constant, trainable=False,
-                                               dtype="float32", name="cls_loss_weight")
+                                               dtype=wide_dtype(), name="cls_loss_weight")
         self._step_trackers = [keras.metrics.Mean(name=name) for name in METRIC_NAMES]
 
     @property
@@ -91,8 +94,8 @@ class SegDecTrainingMixin:
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         outputs = self(x, training=training)
         seg_loss, cls_loss = summed_losses(outputs, y, sample_weight)
-        seg_w = tf.convert_to_tensor(self.seg_loss_weight.value, tf.float32)
-        cls_w = tf.convert_to_tensor(self.cls_loss_weight.value, tf.float32)
+        seg_w = tf.cast(self.seg_loss_weight.value, seg_loss.dtype)
+        cls_w = tf.cast(self.cls_loss_weight.value, seg_loss.dtype)
         loss = seg_w * seg_loss + cls_w * cls_loss
         return {"loss": loss, "seg_loss": seg_loss, "cls_loss": cls_loss, "lambda": seg_w}, loss
 

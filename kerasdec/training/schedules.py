@@ -34,7 +34,9 @@ def loss_weights(epoch: int, epochs: int, delta: float, dynamic_balance: bool = 
         epoch: zero-based epoch number e.
         epochs: total number of epochs E.
         delta: δ, the weight of the classification loss.
-        dynamic_balance: True: (λ, δ·(1 − λ)) with λ = 1 − e/E; False: (1, δ). Default True.
+        dynamic_balance: True: (λ, δ·(1 − λ)) with λ = 1 − e/E, δ·(1 − λ) computed as δ·(e/E), as the
+            published code does (1 − (1 − e/E) differs from e/E in the last bit); False: (1, δ).
+            Default True.
 
     Returns:
         (seg_w, cls_w) as Python floats.
@@ -51,4 +53,4 @@ def loss_weights(epoch: int, epochs: int, delta: float, dynamic_balance: bool = 
     lam = lambda_at(epoch, epochs)
     if not dynamic_balance:
         return 1.0, float(delta)
-    return lam, float(delta) * (1.0 - lam)
+    return lam, float(delta) * (epoch / float(epochs))

@@ -170,3 +170,24 @@ def test_mask_from_rle_is_the_union_of_rows(tmp_path):
     expected[0:2, 0] = 255
     expected[0:3, 2] = 255
     np.testing.assert_array_equal(read_mask(sample, (4, 3)), expected)
+
+
+def test_gray_masks_keep_soft_edges_as_the_published_code_reads_them(tmp_path):
+    soft = _rect()
+    soft[10, 20:60], soft[40, 5] = 128, 40  # antialiased edge, a faint pixel
+    path = tmp_path / "soft.png"
+    assert cv2.imwrite(str(path), soft)
+    positive = _sample(tmp_path, mask_path=path)
+    np.testing.assert_array_equal(read_mask(positive, soft.shape, gray=True), soft)  # value / 255 later
+    assert read_mask(positive, soft.shape)[40, 5] == 0  # the binary rule drops it
+    noise = tmp_path / "noise.png"  # a defect-free image's mask with JPEG-like noise
+    assert cv2.imwrite(str(noise), np.where(_rect() > 0, 3, 0).astype(np.uint8))
+    negative = _sample(tmp_path, mask_path=noise, is_positive=False)
+    assert not read_mask(negative, soft.shape, gray=True).any()  # negatives train on all zeros
+    ones = tmp_path / "ones.png"  # a 0/1 label image is not read as nearly empty gray levels
+    assert cv2.imwrite(str(ones), _rect(value=1))
+    np.testing.assert_array_equal(read_mask(_sample(tmp_path, mask_path=ones), soft.shape, gray=True),
+                                  np.where(_rect() > 0, 255, 0))
+    wide = tmp_path / "wide.png"  # 16 bits: brought to 8
+    assert cv2.imwrite(str(wide), _rect(value=32896, dtype=np.uint16))
+    assert read_mask(_sample(tmp_path, mask_path=wide), soft.shape, gray=True).max() == 128

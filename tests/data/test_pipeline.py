@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from kerasdec.config import DataConfig
 from kerasdec.data.decode import read_image, read_mask
-from kerasdec.data.pipeline import make_eval_dataset, make_train_dataset
+from kerasdec.data.pipeline import ElementLoader, make_eval_dataset, make_train_dataset
 from kerasdec.data.samples import Sample
 from kerasdec.data.sampling import FrequencySampler
 from kerasdec.data.targets import make_element
@@ -181,3 +181,26 @@ def test_bad_arguments(samples):
         make_eval_dataset([], CFG, 2)
     with pytest.raises(ValueError, match="sampler covers 11 samples but samples has 12"):
         make_train_dataset(samples, CFG, 2, FrequencySampler([True] + [False] * 10, seed=0))
+
+
+def test_published_targets_from_an_antialiased_mask(tmp_path):
+    # The reference reads a mask as gray value / 255, resizes it, averages 17×17 windows (stride 8,
+    # reflect padding 8) and takes the maximum of that 1/8 map as the decision target. A 1-px
+    # antialiased scratch has no pixel above 127, so the binary rule would see no defect at all.
+    image = np.full((80, 80), 100, np.uint8)
+    mask = np.zeros((80, 80), np.uint8)
+    cv2.line(mask, (5, 12), (70, 60), 255, 1, cv2.LINE_AA)
+    mask = (mask * 0.45).astype(np.uint8)  # faint: at most 114
+    assert cv2.imwrite(str(tmp_path / "i.png"), image) and cv2.imwrite(str(tmp_path / "m.png"), mask)
+    sample = Sample(name="i", image_path=tmp_path / "i.png", mask_path=tmp_path / "m.png", is_positive=True)
+    cfg = DataConfig(height=64, width=64, mask_values="gray", decision_target="mask_max", weighted_seg=False)
+    loader = ElementLoader([sample], cfg, cache_bytes=0)
+    _, seg, _, label, _ = loader(0)
+    full = cv2.resize(mask, (64, 64)) / 255.0  # the reference's steps, written out
+    padded = np.pad(full, 8, mode="reflect")
+    expected = np.array([[padded[8 * r:8 * r + 17, 8 * c:8 * c + 17].mean() for c in range(8)]
+                         for r in range(8)])
+    np.testing.assert_allclose(seg[:, :, 0], expected, rtol=1e-6, atol=1e-7)
+    assert label[0] == pytest.approx(expected.max(), rel=1e-6) and 0 < label[0] < 0.2
+    binary = ElementLoader([sample], DataConfig(height=64, width=64, decision_target="mask_max"), 0)(0)
+    assert binary[1].max() == 0 and binary[3][0] == 1.0  # binary rule: no defect pixel, target 1

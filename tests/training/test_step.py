@@ -86,6 +86,9 @@ def test_schedule_functions():
     assert [lambda_at(e, 4) for e in range(4)] == [1.0, 0.75, 0.5, 0.25]
     assert loss_weights(1, 4, 0.1) == (0.75, pytest.approx(0.025))
     assert loss_weights(3, 4, 0.1, dynamic_balance=False) == (1.0, 0.1)
+    for epochs, delta in ((60, 1.0), (50, 1.0), (90, 0.01), (40, 0.1)):  # bit for bit as published
+        for e in range(epochs):
+            assert loss_weights(e, epochs, delta) == (1 - e / float(epochs), delta * (e / float(epochs)))
     with pytest.raises(ValueError, match="epoch=4; expected 0 <= epoch < epochs=4"):
         lambda_at(4, 4)
     with pytest.raises(ValueError, match="delta=-1"):

@@ -243,6 +243,10 @@ def test_precision_policy_is_scoped_and_auto_means_float32_on_cpu():
     assert keras.config.dtype_policy().name == "float32"
     with precision_policy("auto") as chosen:
         assert chosen == "float32"  # no GPU here; mixed_float16 where one is visible
+    with precision_policy("float64"):  # equivalence checks: the learning rate and metrics too
+        assert keras.config.floatx() == "float64"
+        assert keras.optimizers.SGD(learning_rate=0.01).learning_rate.numpy() == 0.01  # not float32's
+    assert keras.config.floatx() == "float32" and keras.config.dtype_policy().name == "float32"
 
 
 def test_new_folders_never_reuse_an_existing_one(tmp_path):
