@@ -3,7 +3,10 @@
 Each epoch holds every positive once plus min(N_pos, N_neg) negatives drawn without replacement,
 in a seeded random order. With frequency sampling, negatives used less often so far are preferred:
 s = 1 − f/max(f); s = s − median(s) + 1; s = s^(4·ln N_neg); p = s/Σs (uniform while max f = 0,
-i.e. in the first epoch). Without it, every epoch is a fresh uniform draw.
+i.e. in the first epoch). Without it, every epoch is a fresh uniform draw. f counts the times a
+negative was TRAINED on: given the batch size and ``drop_last``, a negative that falls into the
+incomplete last batch (which the pipeline drops) is not counted, as the published code counts only
+the images its loader fetched.
 
 Draws are memoised by epoch number and made strictly in epoch order, so the result never depends on
 how often or in which order epochs are asked for (e.g. Keras pulling a batch early).
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -54,10 +58,15 @@ class FrequencySampler:
         is_positive: one flag per sample (index i of the sample list).
         seed: seeds every draw.
         frequency: True = frequency-of-use sampling, False = uniform draw each epoch.
+        batch_size: the training batch size; with ``drop_last``, only the first
+            floor(epoch_size / batch_size) · batch_size indices of an epoch are trained on and counted.
+            None = every index counts.
+        drop_last: the pipeline drops an incomplete last batch (TrainConfig.drop_last). Default False.
 
     Attributes:
         current_epoch: the epoch the pipeline reads next (set by a callback at each epoch start).
         epoch_size: positives + negatives per epoch.
+        trained_per_epoch: how many of them are trained on (epoch_size unless a batch is dropped).
         n_samples: length of the sample list the indices refer to.
 
     Raises:
@@ -68,7 +77,8 @@ class FrequencySampler:
         >>> sampler.indices(0)  # np.ndarray of sample indices, epoch 0
     """
 
-    def __init__(self, is_positive: Sequence[bool], seed: int, frequency: bool = True) -> None:
+    def __init__(self, is_positive: Sequence[bool], seed: int, frequency: bool = True,
+                 batch_size: int | None = None, drop_last: bool = False) -> None:
         flags = np.asarray(is_positive, dtype=bool)
         self.positives = np.flatnonzero(flags)  # sample indices of positives
         self.negatives = np.flatnonzero(~flags)  # sample indices of negatives
@@ -80,10 +90,18 @@ class FrequencySampler:
         self.frequency = bool(frequency)
         self.n_negatives_per_epoch = min(self.positives.size, self.negatives.size)
         self.epoch_size = int(self.positives.size + self.n_negatives_per_epoch)
+        self.trained_per_epoch = self.epoch_size
+        if drop_last and batch_size:
+            self.trained_per_epoch = (self.epoch_size // int(batch_size)) * int(batch_size)
+        self._negative_slot = np.full(flags.size, -1, dtype=np.int64)  # sample index → position in negatives
+        self._negative_slot[self.negatives] = np.arange(self.negatives.size)
         self.current_epoch = 0
         self.counts = np.zeros(self.negatives.size, dtype=np.int64)  # uses per negative
         self._rng = np.random.default_rng(self.seed)
         self._epochs: list[np.ndarray] = []  # _epochs[e] = the draw of epoch e
+        # tf.data may ask from several threads: two concurrent first calls for one epoch would draw twice
+        # (counts and RNG advanced twice, a different run); the lock makes each epoch one draw.
+        self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return self.epoch_size
@@ -99,9 +117,10 @@ class FrequencySampler:
         """
         if epoch < 0:
             raise ValueError(f"epoch={epoch}; expected >= 0")
-        while len(self._epochs) <= epoch:
-            self._epochs.append(self._draw())
-        return self._epochs[epoch]
+        with self._lock:
+            while len(self._epochs) <= epoch:
+                self._epochs.append(self._draw())
+            return self._epochs[epoch]
 
     def _draw(self) -> np.ndarray:
         p = negative_probabilities(self.counts) if self.frequency else None  # None = uniform
@@ -110,9 +129,10 @@ class FrequencySampler:
         else:
             chosen = self._rng.choice(self.negatives.size, size=self.n_negatives_per_epoch,
                                       replace=False, p=p)  # positions in self.negatives
-        self.counts[chosen] += 1
         order = self._rng.permutation(np.concatenate([self.positives, self.negatives[chosen]]))
         order = order.astype(np.int64)
+        trained = self._negative_slot[order[:self.trained_per_epoch]]
+        self.counts[trained[trained >= 0]] += 1  # only negatives that are trained on (not dropped)
         order.flags.writeable = False
         logger.debug("drew epoch %d: %d samples", len(self._epochs), order.size)
         return order
