@@ -30,9 +30,12 @@ def precision_policy(precision: str) -> Iterator[str]:
     """Set the Keras dtype policy for the block ("auto": mixed_float16 on a GPU), then restore it."""
     if precision == "auto":
         precision = "mixed_float16" if tf.config.list_physical_devices("GPU") else "float32"
-    previous = keras.config.dtype_policy()
+    previous, previous_floatx = keras.config.dtype_policy(), keras.config.floatx()
     keras.config.set_dtype_policy(precision)
+    if precision == "float64":  # the optimizer's learning rate and the metrics take floatx
+        keras.config.set_floatx("float64")
     try:
         yield precision
     finally:
         keras.config.set_dtype_policy(previous)
+        keras.config.set_floatx(previous_floatx)

@@ -154,7 +154,8 @@ def prepare_data(cfg: RunConfig, shard: tuple[int, int] | None = None) -> RunDat
         require_both_classes(splits[name], name)
     train, val = splits["train"], splits[val_name]
     sampler = FrequencySampler([s.is_positive for s in train], seed=cfg.seed,
-                               frequency=cfg.data.frequency_sampling)
+                               frequency=cfg.data.frequency_sampling, batch_size=cfg.train.batch_size,
+                               drop_last=cfg.train.drop_last)  # counts only negatives trained on
     view = sampler if shard is None else ShardView(sampler, cfg.train.batch_size, *shard, cfg.train.drop_last)
     batch = cfg.train.batch_size if shard is None else view.batch_size
     train_ds = pipeline.make_train_dataset(train, cfg.data, batch, view, drop_remainder=cfg.train.drop_last)
