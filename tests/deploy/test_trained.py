@@ -146,13 +146,13 @@ def test_rest_row_format_equals_keras_and_keeps_decisions_at_other_sizes(trained
     assert floats_big["heatmap"].shape == (N_IMAGES, 256, 256)  # at the request's own size
     assert (files_odd["image_size"] == [96, 200]).all()
     assert files_odd["heatmap"].shape == (N_IMAGES, SIZE, SIZE)
-    margin = json.loads((trained_export.run_dir / "metrics.json").read_text())["threshold_margin"]
     for response, images in ((floats_big, big), (files_odd, odd)):  # other sizes: the decisions training's
         expected = _keras(trained["runner"], images)  # resize gives (cv2 -> 128, as kerasdec predict)
         assert (response["is_defective"] == expected["is_defective"]).all()
-        # within a grey level of training's resize: the scores move less than the threshold's margin to
-        # the nearest test score (measured: up to 0.03 near score 0.5, where the sigmoid is steepest)
-        assert np.abs(response["score"] - expected["score"]).max() < margin
+        # within a grey level of training's resize, so the scores move little: measured up to 0.03 near
+        # score 0.5, where the sigmoid is steepest (the margin of the threshold to the nearest test score
+        # can be smaller than that: it was 1.5e-4 in one trained run, where scores moved by 2e-3)
+        assert np.abs(response["score"] - expected["score"]).max() < 0.05
     assert 0 < keras_out["is_defective"].sum() < N_IMAGES  # both decisions occur: the test compares something
 
 

@@ -17,6 +17,7 @@ from kerasdec.cli import main
 from kerasdec.config import DataConfig
 from kerasdec.data import splits
 from kerasdec.data.sources import load_split
+from kerasdec.echo import shown
 
 
 def _write(path: Path, value: object) -> Path:
@@ -43,7 +44,7 @@ def test_ksdd_names_leaving_the_root_are_refused_naming_the_entry(tmp_path, outs
     (root / "link").symlink_to(outside)  # a link inside the root that leads out of it
     target = (outside / "kos01").resolve()
     cases = {
-        str(outside / "kos01"): f"entry {str(outside / 'kos01')!r} is an absolute path; expected a name "
+        str(outside / "kos01"): f"entry {shown(str(outside / 'kos01'))} is an absolute path; expected a name "
                                 f"relative to the data root {root.resolve()} (a split file only names files "
                                 "under --data-root)",
         "../outside/kos01": f"entry '../outside/kos01' resolves to {target}, outside the data root",
