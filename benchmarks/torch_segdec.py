@@ -1,4 +1,4 @@
-"""An independent PyTorch rendition of SegDecNet (shared/METHOD.md §1), used ONLY in benchmarks.
+"""An independent PyTorch rendition of SegDecNet (docs/method.md#network), used ONLY in benchmarks.
 
 Run inside the PyTorch venv made by ``benchmarks/setup_torch.sh``; it never imports kerasdec or
 TensorFlow. ``python torch_segdec.py --worker`` answers JSON commands on stdin, one per line, so that
@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-# (filters, kernel) per block; "pool" = MaxPool2 (METHOD.md §1).
+# (filters, kernel) per block; "pool" = MaxPool2 (docs/method.md#network).
 SEGMENTATION = ((32, 5), "pool", (64, 5), (64, 5), (64, 5), "pool",
                 (64, 5), (64, 5), (64, 5), (64, 5), "pool", (1024, 15))
 DECISION = ((8, 5), (16, 5), (32, 5))

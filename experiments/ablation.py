@@ -1,4 +1,5 @@
-"""Ablation (ICPR 2020 Table 5): the four improvements added one by one (METHOD.md §7, §8).
+"""Ablation (ICPR 2020 Table 5): the four improvements added one by one
+(docs/method.md#published-settings, docs/method.md#published-results).
 
 Rows, on one dataset: none of the four; + dynamically balanced loss; + gradient-flow adjustment;
 + frequency-of-use sampling; + distance-transform weights (= the full method). Every other setting is
@@ -31,10 +32,10 @@ SWITCHES = (
     ("distance-transform weights", "data", "weighted_seg"),
 )
 # Positive training images when --positives is not given (None = all): KSDD all 33 folders; Severstal
-# the 1000/1000 split with its 50 epochs (METHOD.md §7).
+# the 1000/1000 split with its 50 epochs (docs/method.md#published-settings).
 DEFAULT_POSITIVES = {"ksdd": 33, "severstal": 1000}
 SPLIT_DATASETS = ("ksdd", "severstal")  # their rows use the published split_<N>_<N> with --split-dir
-# Published AP (%), FP, FN of the first (none) and last (all four) rows (METHOD.md §8).
+# Published AP (%), FP, FN of the first (none) and last (all four) rows (docs/method.md#published-results).
 PUBLISHED = {
     "dagm": {0: {"AP": 90.84, "FP": 661, "FN": 45}, 4: {"AP": 100.0, "FP": 0, "FN": 0}},
     "ksdd": {0: {"AP": 99.77, "FP": 0, "FN": 1}, 4: {"AP": 100.0, "FP": 0, "FN": 0}},
@@ -94,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
         ("AP", "AUC", "FP", "FN"), ("AP", "FP", "FN"),
         notes=["Each row adds one switch to the row above; the last row is the full method. FP and FN "
                "at the F-measure-best threshold, summed over KSDD folds or DAGM classes. Published "
-               "(METHOD.md §8): first and last rows only."], argv=argv)
+               "(docs/method.md#published-results): first and last rows only."], argv=argv)
 
 
 if __name__ == "__main__":

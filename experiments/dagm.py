@@ -1,4 +1,5 @@
-"""DAGM 2007: one row per class with the published ICPR 2020 settings (METHOD.md §7, §8).
+"""DAGM 2007: one row per class with the published ICPR 2020 settings
+(docs/method.md#published-settings, docs/method.md#published-results).
 
 Each class is trained and evaluated on its own into OUT/dagm-class<c>; a last row joins the classes
 (AP and AUC averaged, FP and FN summed). The paper reports TPR = TNR = 100 % on every class. With
@@ -19,7 +20,7 @@ if __package__:  # python -m experiments.dagm
 else:  # python experiments/dagm.py
     import protocol
 
-PUBLISHED = {"TPR": 100.0, "TNR": 100.0}  # every class (ICPR 2020; METHOD.md §8)
+PUBLISHED = {"TPR": 100.0, "TNR": 100.0}  # every class (ICPR 2020; docs/method.md#published-results)
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -42,9 +43,9 @@ def main(argv: Sequence[str] | None = None) -> Path:
     return protocol.run_protocol(
         make_parser(), plan, "DAGM 2007: each class trained and evaluated separately",
         ("TPR", "TNR", "AP", "AUC", "FP", "FN"), ("TPR", "TNR"),
-        notes=["TPR, TNR, FP and FN at each class's F-measure-best threshold (METHOD.md §5); row "
-               "'all': AP and AUC averaged over the classes, counts summed. Published: ICPR 2020 "
-               "(METHOD.md §8)."], argv=argv)
+        notes=["TPR, TNR, FP and FN at each class's F-measure-best threshold (docs/method.md#evaluation); "
+               "row 'all': AP and AUC averaged over the classes, counts summed. Published: ICPR 2020 "
+               "(docs/method.md#published-results)."], argv=argv)
 
 
 if __name__ == "__main__":

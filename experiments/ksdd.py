@@ -1,4 +1,5 @@
-"""KolektorSDD: AP by number N of positive training kos folders, 3-fold CV (METHOD.md §5, §7, §8).
+"""KolektorSDD: AP by number N of positive training kos folders, 3-fold CV
+(docs/method.md#evaluation, docs/method.md#published-settings, docs/method.md#published-results).
 
 For each N in --positives and each fold, train with the published ICPR 2020 settings (epochs by N)
 into OUT/ksdd-N<n>-fold<k>; join the folds (AP and AUC averaged, FP and FN summed) into one row per N
@@ -19,7 +20,7 @@ if __package__:  # python -m experiments.ksdd
 else:  # python experiments/ksdd.py
     import protocol
 
-# Published AP (%) by number of positive training images N (ICPR 2020; METHOD.md §8).
+# Published AP (%) by number of positive training images N (ICPR 2020; docs/method.md#published-results).
 PUBLISHED_AP = {33: 100.00, 25: 99.78, 20: 100.00, 15: 99.88, 10: 99.31, 5: 96.71}
 
 
@@ -45,7 +46,8 @@ def main(argv: Sequence[str] | None = None) -> Path:
         make_parser(), plan, "KolektorSDD: AP by number N of positive training kos folders",
         ("AP", "AUC", "FP", "FN"), ("AP",),
         notes=["AP and AUC averaged over the folds, FP and FN summed, each fold at its F-measure-best "
-               "threshold (METHOD.md §5). Published: ICPR 2020 (METHOD.md §8)."], argv=argv)
+               "threshold (docs/method.md#evaluation). Published: ICPR 2020 "
+               "(docs/method.md#published-results)."], argv=argv)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""KolektorSDD2: full supervision with the 2021 settings (METHOD.md §7, §8).
+"""KolektorSDD2: full supervision with the 2021 settings
+(docs/method.md#published-settings, docs/method.md#published-results).
 
 One run on the dataset's own train/test folders, every positive with its pixel labels, into
 OUT/ksdd2, beside the published AP (95.4). The mixed-supervision levels are experiments/mixed.py.
@@ -17,7 +18,7 @@ if __package__:  # python -m experiments.ksdd2
 else:  # python experiments/ksdd2.py
     import protocol
 
-PUBLISHED = {"AP": 95.4}  # Computers in Industry 2021, full supervision (METHOD.md §8)
+PUBLISHED = {"AP": 95.4}  # Computers in Industry 2021, full supervision (docs/method.md#published-results)
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -34,7 +35,8 @@ def main(argv: Sequence[str] | None = None) -> Path:
     return protocol.run_protocol(
         make_parser(), plan, "KolektorSDD2: full supervision", ("AP", "AUC", "FP", "FN"), ("AP",),
         notes=["The dataset's own train/test split, every positive segmented; 2021 settings "
-               "(METHOD.md §7). Published: METHOD.md §8."], argv=argv)
+               "(docs/method.md#published-settings). Published: docs/method.md#published-results."],
+        argv=argv)
 
 
 if __name__ == "__main__":

@@ -1,12 +1,12 @@
 """Mixed supervision (Computers in Industry 2021): AP by the number M of positives with pixel labels.
 
-One row per M, with the 2021 settings (METHOD.md §7; M = 0 turns the dynamic balance off, and for
-KSDD also gives lr 0.01 and δ 1): KSDD2 M = 0, 16, 53, 126, 246 and "full"; KSDD (all 33 training
-folders) M = 0, 5, 10, 15, 20, 33 folders, three folds joined; DAGM M = 0, 5, 15, 45 and "all" per
-class, classes joined. With --split-dir each numeric row uses the published KSDD2/split_<M>.pyb,
-KSDD/split_33_<M>.pyb or DAGM/split_<M>.pyb; "full"/"all" use the dataset's own train/test folders
-with every pixel label. Without --split-dir, the seeded equivalents (M of the positives, KSDD: of the
-folders, keep pixel labels).
+One row per M, with the 2021 settings (docs/method.md#published-settings; M = 0 turns the dynamic
+balance off, and for KSDD also gives lr 0.01 and δ 1): KSDD2 M = 0, 16, 53, 126, 246 and "full"; KSDD
+(all 33 training folders) M = 0, 5, 10, 15, 20, 33 folders, three folds joined; DAGM M = 0, 5, 15, 45
+and "all" per class, classes joined. With --split-dir each numeric row uses the published
+KSDD2/split_<M>.pyb, KSDD/split_33_<M>.pyb or DAGM/split_<M>.pyb; "full"/"all" use the dataset's own
+train/test folders with every pixel label. Without --split-dir, the seeded equivalents (M of the
+positives, KSDD: of the folders, keep pixel labels).
 
     python experiments/mixed.py --dataset ksdd2 --data-root data/KolektorSDD2 --split-dir splits \
         --out results/mixed-ksdd2
@@ -30,7 +30,7 @@ LEVELS: dict[str, list[int | str]] = {
     "dagm": [0, 5, 15, 45, FULL],
 }
 KSDD_FOLDERS = 33  # N of the KSDD sweep: every training folder
-# Published AP (%) where METHOD.md §8 has it.
+# Published AP (%) where docs/method.md#published-results has it.
 PUBLISHED = {("ksdd2", FULL): {"AP": 95.4}}
 
 
@@ -67,8 +67,9 @@ def main(argv: Sequence[str] | None = None) -> Path:
     return protocol.run_protocol(
         make_parser(), plan, "Mixed supervision: AP by the number M of pixel-labelled positives",
         ("AP", "AUC", "FP", "FN"), ("AP",),
-        notes=["2021 settings (METHOD.md §7); KSDD rows join the folds, DAGM rows the classes (AP and AUC "
-               "averaged, FP and FN summed). Published: METHOD.md §8 (KSDD2 full supervision only)."],
+        notes=["2021 settings (docs/method.md#published-settings); KSDD rows join the folds, DAGM rows "
+               "the classes (AP and AUC averaged, FP and FN summed). Published: "
+               "docs/method.md#published-results (KSDD2 full supervision only)."],
         argv=argv)
 
 

@@ -1,7 +1,8 @@
 """What every experiment script shares: arguments, the output folder, running fits, writing the table.
 
 A protocol is a list of ``Row``s. A row names its leading columns (``{"N": 33}``), the training runs it
-needs (run folder name -> RunConfig) and the published figures to print beside ours (METHOD.md §8).
+needs (run folder name -> RunConfig) and the published figures to print beside ours
+(docs/method.md#published-results).
 The runs of a row are joined with ``kerasdec.evaluation.metrics.join_folds`` (AP and AUC averaged, FP
 and FN summed): the three KSDD folds, or the DAGM classes of an ablation row; a row of one run keeps
 that run's numbers. A run shared by several rows is trained once.
@@ -98,7 +99,8 @@ def add_categories(parser: argparse.ArgumentParser) -> None:
                         choices=range(1, 11), metavar="{1..10}", help="DAGM classes.")
 
 
-# Published split file names under --split-dir (METHOD.md §6), by dataset: N positives, M segmented.
+# Published split file names under --split-dir (docs/method.md#dataset-formats), by dataset: N positives,
+# M segmented.
 SPLIT_NAMES = {"ksdd": "KSDD/split_{n}_{m}.pyb", "ksdd2": "KSDD2/split_{m}.pyb", "dagm": "DAGM/split_{m}.pyb",
                "severstal": "STEEL/split_{n}_{m}.pyb"}
 

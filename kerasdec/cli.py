@@ -178,7 +178,7 @@ def build_fit_config(dataset: str, positives: int | None, protocol: str | None, 
               help="1 = grayscale, 3 = colour.")
 @click.option("--recipe", type=click.Choice(["published", "small"]),
               help="published = the paper's settings; small = the recipe for tens of defective images "
-                   "(README; default: small for folder, published otherwise).")
+                   "(docs/small-data.md; default: small for folder, published otherwise).")
 @click.option("--epochs", type=click.IntRange(min=1))
 @click.option("--steps", type=click.IntRange(min=1),
               help="Size the run by optimizer updates instead of epochs.")
@@ -214,7 +214,7 @@ def build_fit_config(dataset: str, positives: int | None, protocol: str | None, 
 @click.option("--drop-last/--keep-last", default=None,
               help="Drop an incomplete last training batch (default, as published) or keep it.")
 @click.option("--distribute", type=click.Choice(DISTRIBUTES),
-              help="mirrored = all local GPUs; multiworker = the cluster in TF_CONFIG (README).")
+              help="mirrored = all local GPUs; multiworker = the cluster in TF_CONFIG (docs/distributed.md).")
 @click.option("--nondeterministic", "deterministic", flag_value=False, default=None,
               help="Allow TensorFlow's faster nondeterministic arithmetic: the same command may then end "
                    "in other weights (default: reproducible, docs/run-directory.md#reproducibility).")

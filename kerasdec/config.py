@@ -18,10 +18,12 @@ from kerasdec.echo import shown
 DATASETS = ("synthetic", "ksdd", "ksdd2", "dagm", "severstal", "folder")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16", "float64")  # float64: equivalence checks
 DISTRIBUTES = ("none", "mirrored", "multiworker")
-DECISION_TARGETS = ("image_label", "mask_max")  # METHOD.md §2: hard 0/1, or the max of the 1/8 mask
+# The decision target (docs/method.md#loss-and-schedule): hard 0/1, or the max of the 1/8 mask
+DECISION_TARGETS = ("image_label", "mask_max")
 MASK_VALUES = ("binary", "gray")  # training targets from mask files: the mask rule, or gray value / 255
 OPTIMIZERS = ("sgd", "adam")  # sgd = published (no momentum); adam = Keras Adam, defaults but lr
-TEST_MODELS = ("final", "best")  # which model fit's test evaluation uses (METHOD.md §5)
+# Which model fit's test evaluation uses (docs/run-directory.md#which-model-is-tested).
+TEST_MODELS = ("final", "best")
 # Samples the published code leaves out of every split, per dataset (DataConfig.exclude = None).
 DEFAULT_EXCLUDE: dict[str, tuple[str, ...]] = {"ksdd": ("kos21/Part7",)}
 # Geometry groups for augmentation: "flips" = identity, horizontal, vertical flip and 180° rotation;
@@ -30,7 +32,7 @@ DEFAULT_EXCLUDE: dict[str, tuple[str, ...]] = {"ksdd": ("kos21/Part7",)}
 GEOMETRIES = ("none", "flips", "rot180", "d4")
 DOWNSCALE = 8  # the segmentation stage's output is at 1/8 of the input: H and W multiples of 8
 MIN_SIZE = 64  # the decision stage pools that 1/8 map three more times: below 64 nothing is left
-# The network's size, per stage (METHOD.md §1). The depth is fixed: a MaxPool2 follows each of the 4
+# The network's size, per stage (docs/method.md#network). The depth is fixed: a MaxPool2 follows each of the 4
 # segmentation stages but the last (1/8 = DOWNSCALE) and precedes each of the 3 decision blocks (MIN_SIZE).
 SEGMENTATION_FILTERS = (32, 64, 64, 1024)  # published; the last stage's output is the "volume"
 SEGMENTATION_BLOCKS = (1, 3, 4, 1)  # published: 9 convolutions
@@ -68,7 +70,9 @@ def check_input_size(width: int, height: int, where: str = "") -> None:
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Which images, at what size, and how targets and sampling are built (METHOD.md §3, §4, §6)."""
+    """Which images, at what size, and how targets and sampling are built
+    (docs/method.md#targets-and-weights, docs/method.md#frequency-of-use-sampling,
+    docs/method.md#dataset-formats)."""
 
     dataset: str = "synthetic"  # one of DATASETS
     root: str | None = None  # dataset folder; None only for synthetic (generated into a cache folder)
@@ -141,7 +145,7 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation, loss balance and the execution options (METHOD.md §2)."""
+    """Optimisation, loss balance and the execution options (docs/method.md#loss-and-schedule)."""
 
     epochs: int = 25  # number of epochs E
     steps: int | None = None  # size the run by optimizer updates: epochs = ceil(steps / batches per
@@ -195,7 +199,7 @@ def check_sizes(name: str, values: Sequence[int], count: int, odd: bool = False)
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """The network's size: SegDecNet's constructor arguments of the same names (METHOD.md §1).
+    """The network's size: SegDecNet's constructor arguments of the same names (docs/method.md#network).
 
     The default is the published network (15,637,213 parameters for 1 channel); the fixed depth and
     the order Block → MaxPool2 → ... are the method's, only widths, repeats and kernels vary.

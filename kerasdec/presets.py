@@ -1,4 +1,4 @@
-"""The published per-dataset settings (METHOD.md §7) as config values.
+"""The published per-dataset settings (docs/method.md#published-settings) as config values.
 
 ``preset(dataset, positives, protocol)`` gives a RunConfig; the CLI then overrides any field the user
 set with ``dataclasses.replace``. Protocols: "icpr2020" (Božič et al., ICPR 2020) and "cis2021" (mixed
@@ -38,15 +38,16 @@ _SETTINGS: dict[tuple[str, str], tuple[Any, ...]] = {
     ("any", "synthetic"): (10, 0.05, 1.0, 2, 2.0, 3.0, 1),
 }
 
-# Epochs by number of positive training images N (KSDD: kos folders), per protocol (METHOD.md §7).
+# Epochs by number of positive training images N (KSDD: kos folders), per protocol
+# (docs/method.md#published-settings).
 _EPOCHS_BY_POSITIVES: dict[tuple[str, str], dict[int, int]] = {
     ("icpr2020", "ksdd"): {33: 35, 25: 40, 20: 50, 15: 70, 10: 90, 5: 150},
     ("icpr2020", "severstal"): {300: 90, 750: 70, 1000: 50, 1500: 50, 3000: 40},
     ("cis2021", "severstal"): {300: 90, 750: 80, 1500: 60, 3000: 40},
 }
 
-# Which model fit's test evaluation reports (METHOD.md §5): the best-validation one where a real
-# validation split exists (the published code forces USE_BEST_MODEL for Severstal), else the final.
+# Which model fit's test evaluation reports (docs/method.md#evaluation): the best-validation one where
+# a real validation split exists (the published code forces USE_BEST_MODEL for Severstal), else the final.
 TEST_MODEL: dict[str, str] = {"severstal": "best"}
 
 
@@ -74,7 +75,7 @@ def epochs_for(dataset: str, positives: int | None, protocol: str = "icpr2020") 
 
 def preset(dataset: str, positives: int | None = None, protocol: str | None = None,
            **data: Any) -> RunConfig:
-    """RunConfig with the published settings of ``dataset`` (METHOD.md §7).
+    """RunConfig with the published settings of ``dataset`` (docs/method.md#published-settings).
 
     Published datasets get decision_target "mask_max", mask_values "gray" and their test_model
     (TEST_MODEL); synthetic and folder keep "image_label", "binary" and the final model. With no pixel

@@ -11,7 +11,7 @@ presets at 0.01 (DAGM ICPR 2020, KSDD2, folder) get 3× theirs (at 0.01 the segm
 flattened before λ = 1 − e/E handed the loss to the decision stage); presets already higher keep
 theirs (3× their rate was never measured).
 
-Chosen by measurement (README "Small-data recipe": hard synthetic family of experiments/hard_family.py,
+Chosen by measurement (docs/small-data.md#measurements: hard synthetic family of experiments/hard_family.py,
 10 defective training images, 128 px, DAGM layout and preset over 5 seeds, folder and KSDD2 over 1-2;
 numbers there). Tried and dropped: one image per update for 1,200 updates (``--steps``; below the
 augmentation alone on every seed), Adam (lr 1e-3; one seed far below SGD) and an exponential moving

@@ -13,7 +13,7 @@ from kerasdec.config import RunConfig
 from kerasdec.echo import shown
 from kerasdec.files import new_folder, read_json, write_json
 
-# The files of a run directory (`kerasdec fit`); README.md "The run directory" describes each.
+# The files of a run directory (`kerasdec fit`); docs/run-directory.md#the-run-directory describes each.
 CONFIG_FILE = "config.json"  # RunConfig.to_dict() as JSON
 MODEL_FINAL = "model_final.keras"  # the model after the last epoch
 MODEL_BEST = "model_best.keras"  # the model of the best validation AP

@@ -76,7 +76,7 @@ def test_no_pixel_labels_rules():
     assert preset("ksdd2", root="r", segmented=16).train.dynamic_balance is True
 
 
-# Every published preset, pinned (METHOD.md §7): (protocol, dataset, extra) ->
+# Every published preset, pinned (docs/method.md#published-settings): (protocol, dataset, extra) ->
 # (epochs, lr, delta, batch, p, w_pos, dilate). No recipe may change these.
 PUBLISHED = [
     ("icpr2020", "dagm", {"category": 1}, (60, 0.01, 1.0, 5, 1.0, 20.0, 1)),

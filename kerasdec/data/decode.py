@@ -3,7 +3,7 @@
 Sources (ksdd.py, dagm.py, ...) only index files into :class:`~kerasdec.data.samples.Sample` records;
 this module turns one record into pixels. Resizing and target computation live in targets.py.
 
-The mask rule (README "Guarantees"): a mask file is read at its own bit depth (IMREAD_UNCHANGED:
+The mask rule (docs/datasets.md#the-mask-rule): a mask file is read at its own bit depth (IMREAD_UNCHANGED:
 16-bit PNGs stay 16-bit; OpenCV's grayscale read would shift them to 8 bits and turn a 0/1 mask into
 zeros). A colour mask, palette PNGs included (OpenCV expands the palette to its colours), is read as
 its brightest channel per pixel (luminance would make pure red 76 of 255); an alpha channel is
@@ -141,7 +141,7 @@ def _warn_irregular(path: Path | str, note: str, dataset: str | None) -> None:
         _WARNED.add(dataset)
     (logger.warning if first else logger.debug)(
         "Mask %s holds %s; masks are read as defect where the value is above half the type's range "
-        "(> 127 for 8-bit; 0/1 masks: 1) — README 'Guarantees'.%s", path, note,
+        "(> 127 for 8-bit; 0/1 masks: 1) — docs/datasets.md#the-mask-rule.%s", path, note,
         " Further masks like this in this dataset are logged at debug level only." if first else "")
 
 

@@ -1,4 +1,4 @@
-"""Frequency-of-use sampling of negatives (METHOD.md §4), pure numpy.
+"""Frequency-of-use sampling of negatives (docs/method.md#frequency-of-use-sampling), pure numpy.
 
 Each epoch holds every positive once plus min(N_pos, N_neg) negatives drawn without replacement,
 in a seeded random order. With frequency sampling, negatives used less often so far are preferred:

@@ -1,4 +1,5 @@
-"""Published split files (METHOD.md §6): read them safely, check their shape, convert them to JSON.
+"""Published split files (docs/datasets.md#published-split-files): read them safely, check their
+shape, convert them to JSON.
 
 The reference repository ships its splits as Python pickles (``splits/KSDD/split_<N>_<M>.pyb``,
 ``splits/KSDD2/split_<M>.pyb``, ``splits/DAGM/split_<M>.pyb``, ``splits/STEEL/split_<N>_<M>.pyb``).

@@ -1,4 +1,4 @@
-"""From decoded pixels to the float32 arrays of one training element (METHOD.md §3).
+"""From decoded pixels to the float32 arrays of one training element (docs/method.md#targets-and-weights).
 
 Pure numpy + OpenCV/scipy, no tensorflow. Order of operations for the mask, as the reference
 implementation does it: dilate the FULL-RESOLUTION 0/255 mask, then resize it (bilinear, in uint8) to
@@ -148,7 +148,7 @@ def seg_targets(mask: np.ndarray, sample: Sample, cfg: DataConfig) -> tuple[np.n
 
 
 def decision_target(seg: np.ndarray, sample: Sample, kind: str = "image_label") -> float:
-    """The classification target of one sample (METHOD.md §2).
+    """The classification target of one sample (docs/method.md#loss-and-schedule).
 
     Args:
         seg: the sample's 1/8 segmentation target, as :func:`seg_targets` computes it.

@@ -12,7 +12,7 @@ gave wrong outputs). Modes (``MODES``):
   tensor and batch, float32 elsewhere (no calibration data needed).
 - ``int8``: full-integer quantisation calibrated on training images, except the FeatureNorm
   normalisations, which stay float32 (see ``FLOAT_OPS``): an int8 (x − mean) / sqrt(std + eps) of a
-  per-image statistic loses the decision (measured in README.md "Deploying").
+  per-image statistic loses the decision (measured: docs/deploying.md#tflite-litert).
 
 The input and outputs are float32 in every mode (quantise / dequantise at the edges), so every file
 is called the same way; whether a file keeps the decisions is what the export self-check measures

@@ -1,4 +1,5 @@
-"""Image- and pixel-level metrics of METHOD.md §5, in plain numpy (no tensorflow, no scikit-learn).
+"""Image- and pixel-level metrics (image level: docs/method.md#evaluation), in plain numpy (no
+tensorflow, no scikit-learn).
 
 Conventions shared by every function here:
 
@@ -153,7 +154,7 @@ def roc_points(labels: Sequence[Any], scores: Sequence[float]) -> tuple[np.ndarr
 
 def image_metrics(labels: Sequence[Any], scores: Sequence[float], *, fixed_threshold: float = 0.5
                   ) -> dict[str, float | int]:
-    """All image-level numbers of METHOD.md §5 as plain Python floats and ints.
+    """All image-level numbers of docs/method.md#evaluation as plain Python floats and ints.
 
     Args:
         labels: 0/1 ground truth per image (1 = defective).
@@ -193,7 +194,7 @@ def image_metrics(labels: Sequence[Any], scores: Sequence[float], *, fixed_thres
 
 
 def join_folds(fold_metrics: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Join per-fold ``image_metrics`` dicts the way KSDD results are reported (METHOD.md §5).
+    """Join per-fold ``image_metrics`` dicts the way KSDD results are reported (docs/method.md#evaluation).
 
     ap, auc (and pixel_ap, pixel_auc, pixel_dice when every fold has them) are averaged over folds;
     tp, fp, fn, tn, fp_at_05, fn_at_05, fp_at_fn0, n_pos, n_neg are summed; tpr, tnr and accuracy are

@@ -1,4 +1,4 @@
-"""Building blocks of SegDecNet (shared/METHOD.md §1): FeatureNorm, GradientMultiplier, ConvBlock.
+"""Building blocks of SegDecNet (docs/method.md#network): FeatureNorm, GradientMultiplier, ConvBlock.
 
 Every layer stores its constructor arguments in ``get_config`` and is registered for ``.keras``
 saving under the package name ``kerasdec``. The model code needs the TensorFlow backend of Keras
@@ -137,7 +137,7 @@ class GradientMultiplier(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="kerasdec")
 class ConvBlock(keras.layers.Layer):
-    """Conv2D (no bias, "same") → FeatureNorm → ReLU: the Block(c, k) of METHOD.md §1.
+    """Conv2D (no bias, "same") → FeatureNorm → ReLU: the Block(c, k) of docs/method.md#network.
 
     Kernels start from an untruncated normal with σ = sqrt(2 / (fan_in + fan_out)), where the fans
     include k² (Keras' VarianceScaling with mode "fan_avg" computes exactly these fans).

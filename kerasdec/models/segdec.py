@@ -1,4 +1,5 @@
-"""The two-stage SegDecNet (shared/METHOD.md §1) and its training step (§2), as Keras 3 subclassed models.
+"""The two-stage SegDecNet (docs/method.md#network) and its training step
+(docs/method.md#loss-and-schedule), as Keras 3 subclassed models.
 
 ``SegmentationNet`` maps images (B, H, W, C) to a volume (1024 channels published) and segmentation
 logits at 1/8 resolution; ``DecisionNet`` maps both to an image-level decision logit; ``SegDecNet`` composes
@@ -53,7 +54,7 @@ def segmentation_layout(filters: Sequence[int], blocks: Sequence[int],
     return tuple(layout)
 
 
-# The published network as a layout (METHOD.md §1): 9 conv blocks, 3 pools; 3 decision blocks.
+# The published network as a layout (docs/method.md#network): 9 conv blocks, 3 pools; 3 decision blocks.
 SEGMENTATION_STAGES = segmentation_layout(SEGMENTATION_FILTERS, SEGMENTATION_BLOCKS, SEGMENTATION_KERNELS)
 DECISION_BLOCKS = tuple(zip(DECISION_FILTERS, DECISION_KERNELS))
 

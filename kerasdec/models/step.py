@@ -1,4 +1,4 @@
-"""The SegDecNet training step (shared/METHOD.md §2), kept apart from the network definition.
+"""The SegDecNet training step (docs/method.md#loss-and-schedule), kept apart from the network definition.
 
 L = seg_w · L_seg + cls_w · L_cls, where L_seg and L_cls are per-sample losses SUMMED over the batch
 and seg_w, cls_w are non-trainable variables assigned by callbacks (λ and δ(1 − λ) with the

@@ -21,8 +21,8 @@ logger = logging.getLogger(__name__)
 class LossBalance(keras.callbacks.Callback):
     """Assign ``model.seg_loss_weight`` and ``model.cls_loss_weight`` at each epoch start.
 
-    With dynamic balance: λ = 1 − e/E and δ·(1 − λ); without: 1 and δ (METHOD.md §2). ``epoch`` is
-    the absolute epoch number, so a resumed ``fit(initial_epoch=k)`` continues the schedule.
+    With dynamic balance: λ = 1 − e/E and δ·(1 − λ); without: 1 and δ (docs/method.md#loss-and-schedule).
+    ``epoch`` is the absolute epoch number, so a resumed ``fit(initial_epoch=k)`` continues the schedule.
 
     Args:
         epochs: total number of epochs E.
@@ -48,7 +48,7 @@ class GradientAdjustment(keras.callbacks.Callback):
     """Set the gradient multiplier m at the start of training: 0 when enabled, 1 when off.
 
     Args:
-        enabled: stop the decision loss at the segmentation stage (METHOD.md §1). Default True.
+        enabled: stop the decision loss at the segmentation stage (docs/method.md#network). Default True.
     """
 
     def __init__(self, enabled: bool = True) -> None:

@@ -1,4 +1,5 @@
-"""Loss-balance schedule of the dynamically balanced loss (shared/METHOD.md §2): small pure functions."""
+"""Loss-balance schedule of the dynamically balanced loss (docs/method.md#loss-and-schedule): small
+pure functions."""
 
 from __future__ import annotations
 

@@ -47,7 +47,7 @@ class ValidateAP(keras.callbacks.Callback):
         self.n_images = n_images
 
     def _due(self, epoch: int) -> bool:
-        """As published (METHOD.md §5): epoch indices 0, V, 2V, ... (0-based) and the last."""
+        """As published (docs/method.md#evaluation): epoch indices 0, V, 2V, ... (0-based) and the last."""
         return epoch % self.every == 0 or epoch + 1 == self.epochs
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:

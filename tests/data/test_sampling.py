@@ -1,4 +1,5 @@
-"""Frequency-of-use sampler (METHOD.md §4): epoch composition, preference, seeding, resume."""
+"""Frequency-of-use sampler (docs/method.md#frequency-of-use-sampling): epoch composition, preference,
+seeding, resume."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Targets and weights (METHOD.md §3) against arrays computed by hand or by explicit loops."""
+"""Targets and weights (docs/method.md#targets-and-weights) against arrays computed by hand or by
+explicit loops."""
 
 from __future__ import annotations
 

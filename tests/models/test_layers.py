@@ -1,4 +1,4 @@
-"""FeatureNorm, GradientMultiplier and ConvBlock against the formulas of shared/METHOD.md §1."""
+"""FeatureNorm, GradientMultiplier and ConvBlock against the formulas of docs/method.md#network."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from kerasdec.models.layers import ConvBlock, FeatureNorm, GradientMultiplier
 
 
 def numpy_feature_norm(x: np.ndarray, scale: np.ndarray, bias: np.ndarray, eps: float = 1e-3) -> np.ndarray:
-    """METHOD.md's formula in float64: scale·(x − mean)/sqrt(std_unbiased + eps) + bias."""
+    """The formula of docs/method.md#network in float64: scale·(x − mean)/sqrt(std_unbiased + eps) + bias."""
     x = x.astype(np.float64)
     mean = x.mean(axis=(1, 2), keepdims=True)
     std = x.std(axis=(1, 2), ddof=1, keepdims=True)

@@ -1,8 +1,8 @@
 """The main job: `kerasdec fit` with no flags trains on the synthetic default and reaches AP >= 0.95.
 
-About 3.5 minutes on 2 CPU cores (the README records the measured figure); the run itself is the
-session fixture ``default_run`` (tests/conftest.py), shared with the deploy tests that need a trained
-model. Marked slow so it can be deselected with `-m "not slow"` during development. CI runs it.
+About 3.5 minutes on 2 CPU cores (docs/benchmarks.md#measured records the measured figures); the run
+itself is the session fixture ``default_run`` (tests/conftest.py), shared with the deploy tests that need a
+trained model. Marked slow so it can be deselected with `-m "not slow"` during development. CI runs it.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""Model selection (METHOD.md §5): with test_model="best" (Severstal's real validation split) fit's test
-evaluation, the threshold and finished.json belong to the best-validation model, not the final one."""
+"""Model selection (docs/method.md#evaluation): with test_model="best" (Severstal's real validation split)
+fit's test evaluation, the threshold and finished.json belong to the best-validation model, not the final
+one."""
 
 from __future__ import annotations
 
