@@ -231,6 +231,9 @@ def test_bootstrap_is_identical_for_identical_inputs_and_follows_the_seed():
     labels, scores = _scored(12, 28, seed=4)
     first = bootstrap_intervals(labels, scores)
     assert bootstrap_intervals(list(labels), list(scores)) == first  # bit for bit, lists or arrays
+    values = bootstrap_resamples(labels, scores)  # the interval: their 2.5th and 97.5th percentiles
+    for column, key in enumerate(("ap_ci95", "auc_ci95", "f_measure_ci95")):
+        assert first[key] == np.percentile(values[:, column], [2.5, 97.5]).tolist(), key
     other = bootstrap_intervals(labels, scores, seed=1)
     assert other["bootstrap"]["seed"] == 1 and other["ap_ci95"] != first["ap_ci95"]
 
