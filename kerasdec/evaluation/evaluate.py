@@ -25,7 +25,7 @@ import numpy as np
 from kerasdec.config import DataConfig
 from kerasdec.data.samples import Sample
 from kerasdec.determinism import deterministic
-from kerasdec.evaluation.metrics import image_metrics
+from kerasdec.evaluation.metrics import bootstrap_intervals, image_metrics, summary_line
 from kerasdec.evaluation.report import ImageRow, write_index
 from kerasdec.files import new_folder, write_image, write_json, write_text
 from kerasdec.inference.runners import as_runner, load, predict_batches
@@ -145,9 +145,10 @@ def evaluate_model(model: Any, samples: Sequence[Sample], data_cfg: DataConfig, 
                    record: dict[str, Any] | None = None) -> dict[str, Any]:
     """Predict ``samples`` and write the evaluation files into ``out_dir``.
 
-    Writes metrics.json (``image_metrics`` plus pixel_* keys when positives have masks, and
-    n_images), results.csv (name, score, label, decision at the F-best threshold), pr_curve.png,
-    roc_curve.png, figures/ (every FP and FN plus ``n_figures`` seeded correct images) and index.html.
+    Writes metrics.json (``image_metrics``, the 95% bootstrap intervals of ``bootstrap_intervals``,
+    pixel_* keys when positives have masks, and n_images), results.csv (name, score, label, decision at
+    the F-best threshold), pr_curve.png, roc_curve.png, figures/ (every FP and FN plus ``n_figures``
+    seeded correct images) and index.html.
 
     Args:
         model: a runner (kerasdec/inference/runners.py) or a SegDecNet.
@@ -174,6 +175,7 @@ def evaluate_model(model: Any, samples: Sequence[Sample], data_cfg: DataConfig, 
     scores, heatmaps = predict_samples(model, samples, data_cfg, batch_size)
     labels = np.array([s.is_positive for s in samples])
     metrics: dict[str, Any] = image_metrics(labels, scores)
+    metrics.update(bootstrap_intervals(labels, scores))  # 95% intervals over test images, fixed seed
     decisions = scores >= metrics["threshold"]
     tags = [outcome(bool(y), bool(d)) for y, d in zip(labels, decisions)]
     (out / FIGURES_DIR).mkdir(parents=True)
@@ -190,9 +192,7 @@ def evaluate_model(model: Any, samples: Sequence[Sample], data_cfg: DataConfig, 
     rows = [ImageRow(s.name, float(sc), int(y), int(d), t, figures.get(i))
             for i, (s, sc, y, d, t) in enumerate(zip(samples, scores, labels, decisions, tags))]
     write_index(out, rows, metrics, title=f"kerasdec evaluation: {out.name}")
-    logger.info("AP %.4f AUC %.4f FP %d FN %d at threshold %.4g on %d images; written to %s",
-                metrics["ap"], metrics["auc"], metrics["fp"], metrics["fn"], metrics["threshold"],
-                len(samples), out)
+    logger.info("%s; written to %s", summary_line(metrics), out)
     return written
 
 

@@ -57,8 +57,24 @@ def _metric_rows(metrics: dict[str, Any]) -> str:
         if key in metrics:
             value = metrics[key]
             text = f"{value:.4f}" if isinstance(value, float) else str(value)
+            interval = metrics.get(f"{key}_ci95")  # ap, auc, f_measure: the bootstrap's 95% interval
+            if interval:
+                text += f"  (95% interval {interval[0]:.4f} to {interval[1]:.4f})"
             cells.append(f"<tr><th>{key}</th><td>{html.escape(text)}</td></tr>")
     return "\n".join(cells)
+
+
+def _interval_note(metrics: dict[str, Any]) -> str:
+    """What the intervals are, with the image counts they rest on ("" without intervals)."""
+    boot = metrics.get("bootstrap")
+    if not boot or "n_pos" not in metrics:
+        return ""
+    return (f"<p>{metrics['n_pos'] + metrics['n_neg']} images: {metrics['n_pos']} defective, "
+            f"{metrics['n_neg']} defect-free. The 95% intervals of ap, auc and f_measure are the 2.5th "
+            f"and 97.5th percentiles over {int(boot['resamples'])} bootstrap resamples of the images "
+            f"(each keeps {metrics['n_pos']} defective and {metrics['n_neg']} defect-free images, drawn "
+            f"with replacement; seed {int(boot['seed'])}): how much the numbers depend on which images "
+            "happened to be tested.</p>")
 
 
 def _image_row(row: ImageRow) -> str:
@@ -107,6 +123,7 @@ def write_index(out_dir: Path | str, rows: Sequence[ImageRow], metrics: dict[str
 <script>{_SCRIPT}</script></head><body>
 <h1>{html.escape(title)}</h1>
 <p>{_links(out, (METRICS_FILE, RESULTS_FILE))}</p>
+{_interval_note(metrics)}
 <table>{_metric_rows(metrics)}</table>
 <div class="curves">{curves}</div>
 <h2>Images ({len(rows)}; figures for {n_fig}: every mistake and a sample of the rest)</h2>

@@ -28,6 +28,7 @@ from kerasdec.data.sampling import FrequencySampler
 from kerasdec.data.sharding import ShardView
 from kerasdec.determinism import deterministic
 from kerasdec.evaluation import evaluate
+from kerasdec.evaluation.metrics import summary_line
 from kerasdec.files import check_writable, remove, write_json
 from kerasdec.inference.runners import KerasRunner, as_runner, load
 from kerasdec.models.rowconv import released_custom_gradients
@@ -234,8 +235,7 @@ def finish_run(model: SegDecNet, run_dir: Path, cfg: RunConfig, test: list[Sampl
     write_json(run_dir / FINISHED_FILE, {"epochs": cfg.train.epochs, "test_ap": metrics["ap"],
                                          "test_model": which,
                                          "finished": datetime.now().isoformat(timespec="seconds")})
-    log.info("Test AP %.4f, AUC %.4f (%s model); results in %s", metrics["ap"], metrics["auc"], which,
-             run_dir)
+    log.info("Test %s (%s model); results in %s", summary_line(metrics), which, run_dir)
     return run_dir
 
 

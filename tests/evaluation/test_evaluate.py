@@ -19,10 +19,11 @@ from kerasdec.config import RunConfig
 from kerasdec.data.decode import read_mask
 from kerasdec.data.sources import load_split
 from kerasdec.evaluation.evaluate import evaluate_model, evaluate_run, new_folder, predict_samples
-from kerasdec.evaluation.metrics import image_metrics
+from kerasdec.evaluation.metrics import bootstrap_intervals, image_metrics
 
 REQUIRED_KEYS = {"ap", "auc", "threshold", "fp", "fn", "fp_at_fn0", "tpr", "tnr", "n_pos", "n_neg",
-                 "fp_at_05", "fn_at_05", "accuracy", "pixel_ap", "pixel_dice", "n_images"}
+                 "fp_at_05", "fn_at_05", "accuracy", "pixel_ap", "pixel_dice", "n_images",
+                 "ap_ci95", "auc_ci95", "f_measure_ci95", "bootstrap"}
 
 
 def _config(run) -> RunConfig:
@@ -67,6 +68,12 @@ def test_evaluate_run_writes_every_file(tiny_run, evaluated):
     rows = _results(evaluated)
     recomputed = image_metrics([int(r["label"]) for r in rows], [float(r["score"]) for r in rows])
     assert {k: metrics[k] for k in recomputed} == recomputed
+    intervals = bootstrap_intervals([int(r["label"]) for r in rows], [float(r["score"]) for r in rows])
+    assert {k: metrics[k] for k in intervals} == intervals  # the images' own bootstrap, seed 0
+    assert metrics["bootstrap"] == {"resamples": 2000, "seed": 0, "method": "stratified percentile"}
+    for key in ("ap", "auc", "f_measure"):
+        low, high = metrics[f"{key}_ci95"]
+        assert 0.0 <= low <= metrics[key] <= high <= 1.0, key
     for name in ("pr_curve.png", "roc_curve.png"):
         assert cv2.imread(str(evaluated / name)).shape == (450, 450, 3)
 
@@ -108,19 +115,29 @@ def test_index_html_links_exist(evaluated):
     assert {"metrics.json", "results.csv", "pr_curve.png", "roc_curve.png"} <= set(parser.links)
     html = (evaluated / "index.html").read_text(encoding="utf-8")
     assert "function sortBy" in html and "sortBy(1,true)" in html  # the score column sorts numerically
+    metrics = json.loads((evaluated / "metrics.json").read_text())
+    for key in ("ap", "auc", "f_measure"):  # each beside its value, as stored
+        low, high = metrics[f"{key}_ci95"]
+        assert f"<th>{key}</th><td>{metrics[key]:.4f}  (95% interval {low:.4f} to {high:.4f})</td>" in html
+    assert "6 images: 3 defective, 3 defect-free. The 95% intervals" in html
+    assert "over 2000 bootstrap resamples" in html and "seed 0" in html
 
 
-def test_evaluate_run_equals_in_memory_evaluation(tiny_run, evaluated, tmp_path):
+def test_evaluate_run_equals_in_memory_evaluation(tiny_run, evaluated, tmp_path, caplog):
     """What fit writes (evaluate_model on the in-memory model) equals evaluate on the saved model."""
     cfg = _config(tiny_run)
     # fit evaluates with the training batch size; evaluate_run uses it too by default.
-    direct = evaluate_model(tiny_run.model, load_split(cfg.data, "test", cfg.seed), cfg.data, tmp_path / "e",
-                            batch_size=cfg.train.batch_size)
+    with caplog.at_level(logging.INFO, logger="kerasdec.evaluation.evaluate"):
+        direct = evaluate_model(tiny_run.model, load_split(cfg.data, "test", cfg.seed), cfg.data,
+                                tmp_path / "e", batch_size=cfg.train.batch_size)
+    low, high = direct["ap_ci95"]
+    assert f"AP {direct['ap']:.4f} (95% {low:.2f}-{high:.2f}), AUC {direct['auc']:.4f} (95% " in caplog.text
+    assert f"on 6 images (3 defective, 3 defect-free); written to {tmp_path / 'e'}" in caplog.text
     saved = json.loads((evaluated / "metrics.json").read_text())
     assert set(saved) == set(direct) | {"model", "split", "data_root", "run_data"}  # what evaluate records
     assert saved["run_data"] is None  # the tiny run has no samples.json: its data could not be checked
     for key, value in direct.items():
-        if isinstance(value, int):
+        if isinstance(value, (int, dict)):  # counts; the bootstrap's settings
             assert saved[key] == value, key
         else:  # TF/oneDNN outputs can differ by a float32 ulp between calls; pixel levels may flip
             assert saved[key] == pytest.approx(value, rel=1e-4 if key.startswith("pixel") else 1e-6), key

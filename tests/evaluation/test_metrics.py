@@ -10,10 +10,13 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 from kerasdec.evaluation.metrics import (
     average_precision,
+    bootstrap_intervals,
+    bootstrap_resamples,
     image_metrics,
     join_folds,
     pr_points,
     roc_points,
+    summary_line,
 )
 from kerasdec.evaluation.pixel import PixelMetrics
 
@@ -201,3 +204,97 @@ def test_pixel_metrics_errors():
     acc.update(np.zeros((4, 4), np.uint8), np.full((4, 4), 0.3))
     with pytest.raises(ValueError, match="the 1 masks accumulated have 0 defect and 16 background pixels"):
         acc.result()
+
+
+# ------------------------------------------------------------------------------ bootstrap intervals
+def _scored(n_pos: int, n_neg: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Overlapping classes: defective scores N(1.5, 1), defect-free N(0, 1), squashed to (0, 1)."""
+    rng = np.random.default_rng(seed)
+    logits = np.r_[rng.normal(1.5, 1.0, n_pos), rng.normal(0.0, 1.0, n_neg)]
+    labels = np.r_[np.ones(n_pos, int), np.zeros(n_neg, int)]
+    order = rng.permutation(labels.size)  # classes interleaved, as in a real split
+    return labels[order], 1 / (1 + np.exp(-logits[order]))
+
+
+def test_bootstrap_interval_contains_the_point_estimate_and_is_recorded():
+    labels, scores = _scored(12, 28, seed=3)
+    point = image_metrics(labels, scores)
+    ci = bootstrap_intervals(labels, scores)
+    assert ci["bootstrap"] == {"resamples": 2000, "seed": 0, "method": "stratified percentile"}
+    for key in ("ap", "auc", "f_measure"):
+        low, high = ci[f"{key}_ci95"]
+        assert 0.0 <= low < point[key] < high <= 1.0, (key, low, point[key], high)
+        assert high - low > 0.05, key  # 12 defective images: far from a point
+
+
+def test_bootstrap_is_identical_for_identical_inputs_and_follows_the_seed():
+    labels, scores = _scored(12, 28, seed=4)
+    first = bootstrap_intervals(labels, scores)
+    assert bootstrap_intervals(list(labels), list(scores)) == first  # bit for bit, lists or arrays
+    values = bootstrap_resamples(labels, scores)  # the interval: their 2.5th and 97.5th percentiles
+    for column, key in enumerate(("ap_ci95", "auc_ci95", "f_measure_ci95")):
+        assert first[key] == np.percentile(values[:, column], [2.5, 97.5]).tolist(), key
+    other = bootstrap_intervals(labels, scores, seed=1)
+    assert other["bootstrap"]["seed"] == 1 and other["ap_ci95"] != first["ap_ci95"]
+
+
+def test_bootstrap_of_a_perfect_separation_is_one():
+    labels = [1, 0, 1, 0, 0, 1, 0, 0]
+    scores = [0.9, 0.2, 0.8, 0.3, 0.1, 0.95, 0.3, 0.05]
+    ci = bootstrap_intervals(labels, scores)
+    assert ci["ap_ci95"] == ci["auc_ci95"] == ci["f_measure_ci95"] == [1.0, 1.0]
+
+
+def test_more_test_images_give_a_narrower_interval():
+    """Ten times the images of the same distribution: widths shrink ~1/sqrt(10) (measured 0.29-0.51 of
+    the small set's, mean over six sets each); one small set alone varies too much to compare."""
+    def mean_widths(n_pos: int, n_neg: int) -> np.ndarray:
+        cis = [bootstrap_intervals(*_scored(n_pos, n_neg, seed=seed), resamples=200) for seed in range(6)]
+        return np.mean([[np.diff(ci[k])[0] for k in ("ap_ci95", "auc_ci95", "f_measure_ci95")] for ci in cis],
+                       axis=0)
+
+    small, large = mean_widths(12, 28), mean_widths(120, 280)
+    assert (large < 0.7 * small).all(), (small, large)
+
+
+def test_every_resample_keeps_both_classes_and_equals_image_metrics_on_the_drawn_images():
+    """The counting shortcut equals image_metrics on images drawn explicitly with the same generator:
+    positives then negatives, one (resamples, n) block each (one chunk). Ties included."""
+    labels = np.array([1, 0, 1, 0, 0, 1, 0, 1, 0, 0])
+    scores = np.array([0.9, 0.5, 0.5, 0.7, 0.1, 0.3, 0.5, 0.7, 0.2, 0.3])
+    values = bootstrap_resamples(labels, scores, resamples=50, seed=7)
+    rng = np.random.default_rng(7)
+    pos, neg = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
+    pos_draws = rng.integers(0, pos.size, (50, pos.size))
+    neg_draws = rng.integers(0, neg.size, (50, neg.size))
+    distinct = set()
+    for row, (p, n) in enumerate(zip(pos_draws, neg_draws)):
+        drawn = np.r_[pos[p], neg[n]]
+        assert (labels[drawn].sum(), (1 - labels[drawn]).sum()) == (4, 6)  # the class counts are kept
+        expected = image_metrics(labels[drawn], scores[drawn])  # raises if a class were missing
+        assert values[row].tolist() == pytest.approx([expected["ap"], expected["auc"], expected["f_measure"]],
+                                                     abs=1e-12), row
+        distinct.add(tuple(values[row]))
+    assert len(distinct) > 10  # the resamples differ from one another
+
+
+def test_bootstrap_resamples_more_than_one_chunk_and_rejects_bad_counts():
+    labels, scores = _scored(12, 28, seed=6)
+    values = bootstrap_resamples(labels, scores, resamples=601)
+    assert values.shape == (601, 3) and np.isfinite(values).all() and len(np.unique(values[:, 0])) > 100
+    assert (values[:, 0] != values[0, 0]).any() and (values[300:, 0] != values[0, 0]).any()
+    with pytest.raises(ValueError, match="resamples=0; expected a whole number of at least 1"):
+        bootstrap_resamples(labels, scores, resamples=0)
+    with pytest.raises(ValueError, match="only one class"):
+        bootstrap_intervals([1, 1], [0.2, 0.3])
+
+
+def test_summary_line_shows_intervals_and_counts():
+    labels, scores = _scored(12, 28, seed=3)
+    metrics = {**image_metrics(labels, scores), **bootstrap_intervals(labels, scores)}
+    line = summary_line(metrics)
+    low, high = metrics["ap_ci95"]
+    assert line.startswith(f"AP {metrics['ap']:.4f} (95% {low:.2f}-{high:.2f}), AUC {metrics['auc']:.4f} ")
+    assert f"F {metrics['f_measure']:.4f} (95% " in line
+    assert line.endswith("on 40 images (12 defective, 28 defect-free)")
+    assert "95%" not in summary_line(image_metrics(labels, scores))  # older metrics: no interval, no error

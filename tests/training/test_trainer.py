@@ -6,6 +6,7 @@ import csv
 import dataclasses
 import errno
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -52,12 +53,14 @@ def _config(root: Path, run_dir: Path, epochs: int = 3) -> RunConfig:
                      seed=5, run_dir=str(run_dir), model=TINY_MODEL)
 
 
-def test_cli_fit_writes_a_complete_run_directory_and_never_overwrites(folder_data, tmp_path, tiny_cli):
+def test_cli_fit_writes_a_complete_run_directory_and_never_overwrites(folder_data, tmp_path, tiny_cli,
+                                                                      caplog):
     run_dir = tmp_path / "run"
     args = ["fit", "--dataset", "folder", "--data-root", str(folder_data.root), "--width", "64",
             "--height", "64", "--epochs", "2", "--batch-size", "2", "--validate-every", "1",
             "--run-dir", str(run_dir)]
-    result = CliRunner().invoke(main, args)
+    with caplog.at_level(logging.INFO, logger="kerasdec.training.run"):
+        result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     assert result.output.strip().splitlines()[-1] == str(run_dir)
     for name in ("config.json", "model_final.keras", "model_best.keras", "history.csv", "curves.png",
@@ -82,6 +85,9 @@ def test_cli_fit_writes_a_complete_run_directory_and_never_overwrites(folder_dat
         assert key in metrics, key
     test_names = set(folder_data.names["test"])
     assert (metrics["n_pos"], metrics["n_neg"]) == (2, 3)
+    low, high = metrics["ap_ci95"]  # the summary fit logs: intervals and the class counts
+    assert (f"Test AP {metrics['ap']:.4f} (95% {low:.2f}-{high:.2f}), AUC {metrics['auc']:.4f} (95% "
+            in caplog.text) and "on 5 images (2 defective, 3 defect-free) (final model)" in caplog.text
     with open(run_dir / "results.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert {row["name"] for row in rows} == test_names
