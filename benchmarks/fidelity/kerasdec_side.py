@@ -26,7 +26,7 @@ from compare_torch import weights as kerasdec_weights  # noqa: E402
 from kerasdec.config import RunConfig  # noqa: E402
 from kerasdec.data.sampling import FrequencySampler  # noqa: E402
 from kerasdec.presets import preset  # noqa: E402
-from kerasdec.training.trainer import fit  # noqa: E402  (moves to kerasdec.training.run)
+from kerasdec.training.fit import fit  # noqa: E402
 
 __all__ = ["FrequencySampler", "RunConfig", "StepTap", "fit", "kerasdec_weights", "published_config",
            "run_float64", "run_float32"]
