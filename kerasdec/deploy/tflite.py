@@ -2,11 +2,12 @@
 
 The converted function is the network alone at the trained size (``signatures.core_outputs``:
 score (1,), decision (1,), seg (1, H/8, W/8)), traced with plain convolutions
-(``rowconv.native_convolutions``): the 15×15 block is one CONV_2D, which mobile GPU/NPU delegates
-accelerate, not the CPU training path's row matmuls (16 FULLY_CONNECTED, 32 STRIDED_SLICE and 15 PAD
-at 64 px, which they do not). Request checks and resizing stay in the SavedModel
-and in the runner (kerasdec/inference/runners.py), which refuses any other input shape. Conversion goes
-through a temporary SavedModel and ``TFLiteConverter.from_saved_model`` (``from_concrete_functions``
+(``rowconv.native_convolutions``): the 15×15 block is one CONV_2D, the op mobile GPU/NPU delegates
+accelerate, not the CPU training path's row matmuls (at 64 px: 16 FULLY_CONNECTED, 32 STRIDED_SLICE
+and 15 PAD). It costs CPU time: float32 at 128 px, batch 1, LiteRT's XNNPACK with 2 threads on the
+development machine (busy), interleaved medians: 134-159 ms as CONV_2D, 94-100 ms as row matmuls.
+Request checks and resizing stay in the SavedModel and in the runner (kerasdec/inference/runners.py),
+which refuses any other input shape. Conversion goes through a temporary SavedModel and ``TFLiteConverter.from_saved_model`` (``from_concrete_functions``
 gave wrong outputs). Modes (``MODES``):
 
 - ``float32``: no quantisation.
