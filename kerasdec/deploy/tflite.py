@@ -7,8 +7,8 @@ accelerate, not the CPU training path's row matmuls (at 64 px: 16 FULLY_CONNECTE
 and 15 PAD). It costs CPU time: float32 at 128 px, batch 1, LiteRT's XNNPACK with 2 threads on the
 development machine (busy), interleaved medians: 134-159 ms as CONV_2D, 94-100 ms as row matmuls.
 Request checks and resizing stay in the SavedModel and in the runner (kerasdec/inference/runners.py),
-which refuses any other input shape. Conversion goes through a temporary SavedModel and ``TFLiteConverter.from_saved_model`` (``from_concrete_functions``
-gave wrong outputs). Modes (``MODES``):
+which refuses any other input shape. Conversion goes through a temporary SavedModel and
+``TFLiteConverter.from_saved_model`` (``from_concrete_functions`` gave wrong outputs). Modes (``MODES``):
 
 - ``float32``: no quantisation.
 - ``float16``: float16 weights, float32 arithmetic.
