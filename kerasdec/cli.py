@@ -80,6 +80,22 @@ def main(verbose: bool) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
 
 
+class MissingRuntime(click.ClickException):
+    """A usage error told in ONE line (click's UsageError adds the usage text): an optional runtime the
+    flags ask for is not installed. Exit code 2, like every usage error."""
+
+    exit_code = 2
+
+
+def require_litert(what: str) -> None:
+    """Refuse (MissingRuntime) before any work when ``what`` needs LiteRT and it is not installed."""
+    from kerasdec.deploy import runtimes  # no tensorflow: importlib.util.find_spec only
+
+    message = runtimes.missing_litert(what)
+    if message is not None:
+        raise MissingRuntime(message)
+
+
 def given(ctx: click.Context, name: str) -> bool:
     """Whether the parameter ``name`` was set by the user (command line or environment), not defaulted."""
     return ctx.get_parameter_source(name) in (click.core.ParameterSource.COMMANDLINE,
@@ -322,6 +338,8 @@ def predict(model: str, inputs: tuple[str, ...], out_dir: str, threshold: float 
     Writes OUT/scores.csv (path, score, decision, overlay, error) and OUT/overlays/ (one heatmap overlay
     per image, at its original size). Unreadable files are reported, listed with their error and skipped.
     """
+    from pathlib import Path
+
     from kerasdec.deploy.predict import predict as predict_images
 
     bars: list = []
@@ -336,6 +354,8 @@ def predict(model: str, inputs: tuple[str, ...], out_dir: str, threshold: float 
         raise click.UsageError("--width and --height go together")
     if allow_other_size and width is None:
         raise click.UsageError("--allow-other-size needs --width and --height (the size to run at)")
+    if Path(model).suffix == ".tflite" and Path(model).is_file():  # what runners.load runs with LiteRT
+        require_litert(f"MODEL {model} (a .tflite file)")
     try:
         out = predict_images(model, inputs, out_dir, threshold=threshold, width=width, height=height,
                              allow_other_size=allow_other_size, batch_size=batch_size, progress=progress,
@@ -354,8 +374,9 @@ def predict(model: str, inputs: tuple[str, ...], out_dir: str, threshold: float 
 @click.option("--version", type=click.IntRange(min=1),
               help="Integer version folder (default: 1 + the highest existing); never overwritten.")
 @click.option("--tflite", "tflite_modes", type=click.Choice(TFLITE_MODES),
-              multiple=True, help="Also convert to TFLite in this mode (repeatable). dynamic = int8 weights; "
-                                  "int8 = calibrated on training images, FeatureNorm kept in float.")
+              multiple=True, help="Also convert to TFLite in this mode (repeatable; needs kerasdec[litert]). "
+                                  "dynamic = int8 weights; int8 = calibrated on training images, "
+                                  "FeatureNorm kept in float.")
 @click.option("--model", "which", type=click.Choice(["best", "final"]),
               help=TESTED_HELP)
 @click.option("--threshold", type=click.FloatRange(0, 1),
@@ -388,6 +409,8 @@ def export(source: str, base_dir: str, version: int | None, tflite_modes: tuple[
     if given(click.get_current_context(), "calibration_count") and "int8" not in tflite_modes:
         raise click.UsageError("--calibration-images is only used by --tflite int8; add it or drop "
                                "--calibration-images")
+    if tflite_modes:  # the self-check runs each .tflite with LiteRT: refuse before loading or converting
+        require_litert(f"--tflite {'/'.join(dict.fromkeys(tflite_modes))}")
     try:
         written = export_source(source, base_dir, which=which, version=version, tflite_modes=tflite_modes,
                                 threshold=threshold, data_root=data_root, width=width, height=height,
@@ -467,6 +490,8 @@ def bench(dataset: str, width: int | None, height: int | None, channels: int | N
             from kerasdec.files import check_writable
 
             check_writable(Path(path).absolute().parent, flag=flag)  # before minutes of benchmarking
+    if export:  # the TFLite rows run the converted files with LiteRT
+        require_litert("--export")
     given = {"width": width, "height": height, "channels": channels}
     default = {**INPUTS[dataset], **{k: v for k, v in given.items() if v is not None}}
     shapes = [(w, h, c or default["channels"]) for w, h, *c in sizes] or [

@@ -7,5 +7,6 @@ check.py       the export self-check on held-out images (AP, score errors, flipp
 data.py        calibration and held-out images for an export
 export.py      `kerasdec export`: check first, build hidden, publish one version at once
 warmup.py      TF Serving warm-up requests (optional tensorflow-serving-api)
+runtimes.py    optional runtimes (ai-edge-litert) checked before any work, without importing them
 predict.py     `kerasdec predict`: scores.csv and overlays for images of any size
 """

@@ -77,6 +77,7 @@ def export_source(source: Path | str, base_dir: Path | str, *, which: str | None
 
     Raises:
         FileExistsError: the version exists. FileNotFoundError: source or data missing.
+        kerasdec.deploy.runtimes.MissingRuntimeError: TFLite modes without ai-edge-litert (checked first).
         ValueError: bad arguments, a model that is not a kerasdec model, data the export cannot use, no
             threshold (none given, none carried, no evaluation of the run's own data).
         kerasdec.deploy.check.ExportCheckError: an artifact failed its self-check (nothing published).
@@ -92,6 +93,10 @@ def export_source(source: Path | str, base_dir: Path | str, *, which: str | None
     if unknown or (version is not None and (isinstance(version, bool) or int(version) < 1)):
         raise ValueError(f"tflite modes {unknown or list(modes)} / version {version!r}; expected modes from "
                          f"{MODES} and an integer version >= 1")
+    if modes:  # the self-check runs each .tflite with LiteRT: refuse before loading or converting
+        from kerasdec.deploy.runtimes import require_litert
+
+        require_litert(f"--tflite {'/'.join(modes)}")
     model_file = _model_file(source, which)
     cfg = read_run_config(model_file.parent)
     if cfg is None and any(m in QUANTISED for m in modes):

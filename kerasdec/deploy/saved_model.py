@@ -72,8 +72,9 @@ def write_saved_model(model: keras.Model, folder: Path | str, info: ModelInfo,
         raise ValueError(f"model input_channels={channels} but the export says channels={info.channels}; "
                          "expected the channels the model was trained with")
     meta = metadata(info, extra or {})
-    # The exported graph is traced with tf.nn.conv2d everywhere: it may be served on a GPU (cuDNN) and
-    # converted to TFLite (CONV_2D), where the CPU training path's row-GEMM convolution has no place.
+    # The exported graph is traced with tf.nn.conv2d everywhere: it may be served on a GPU (cuDNN), where
+    # the CPU training path's row-GEMM convolution has no place. (The .tflite files are converted from
+    # their own fixed-size trace, likewise plain: tflite.write_fixed_saved_model.)
     with native_convolutions():
         archive = _archive(model, info)
         try:

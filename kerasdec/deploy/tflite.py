@@ -1,10 +1,14 @@
 """Convert a SegDecNet to TFLite (LiteRT) with a fixed 1 × H × W × C float32 input.
 
 The converted function is the network alone at the trained size (``signatures.core_outputs``:
-score (1,), decision (1,), seg (1, H/8, W/8)); request checks and resizing stay in the SavedModel
-and in the runner (kerasdec/inference/runners.py), which refuses any other input shape. Conversion goes
-through a temporary SavedModel and ``TFLiteConverter.from_saved_model`` (``from_concrete_functions``
-gave wrong outputs). Modes (``MODES``):
+score (1,), decision (1,), seg (1, H/8, W/8)), traced with plain convolutions
+(``rowconv.native_convolutions``): the 15×15 block is one CONV_2D, the op mobile GPU/NPU delegates
+accelerate, not the CPU training path's row matmuls (at 64 px: 16 FULLY_CONNECTED, 32 STRIDED_SLICE
+and 15 PAD). It costs CPU time: float32 at 128 px, batch 1, LiteRT's XNNPACK with 2 threads on the
+development machine (busy), interleaved medians: 134-159 ms as CONV_2D, 94-100 ms as row matmuls.
+Request checks and resizing stay in the SavedModel and in the runner (kerasdec/inference/runners.py),
+which refuses any other input shape. Conversion goes through a temporary SavedModel and
+``TFLiteConverter.from_saved_model`` (``from_concrete_functions`` gave wrong outputs). Modes (``MODES``):
 
 - ``float32``: no quantisation.
 - ``float16``: float16 weights, float32 arithmetic.
@@ -32,6 +36,7 @@ import tensorflow as tf
 
 from kerasdec.deploy.signatures import core_outputs
 from kerasdec.inference.contract import INPUT_IMAGE, SIGNATURE_IMAGE, TFLITE_MODES, ModelInfo
+from kerasdec.models.rowconv import native_convolutions
 
 logger = logging.getLogger(__name__)
 
@@ -41,15 +46,24 @@ QUANTISED = ("dynamic", "int8")  # modes allowed to flip up to 1% of the held-ou
 
 
 def write_fixed_saved_model(model: keras.Model, info: ModelInfo, folder: Path | str) -> Path:
-    """The network alone with the fixed input (1, H, W, C) as a SavedModel: what every mode converts.
+    """The network alone with the fixed input (1, H, W, C) and plain convolutions as a SavedModel: what
+    every mode converts.
 
     Written once per export into a temporary folder and converted once per mode.
+
+    Raises:
+        OSError: the write failed (disk full, read-only): the message names the folder.
     """
     shape = (1, info.height, info.width, info.channels)
-    archive = keras.export.ExportArchive()
-    archive.add_endpoint(SIGNATURE_IMAGE, lambda image: core_outputs(model, image),
-                         input_signature=[tf.TensorSpec(shape, tf.float32, name=INPUT_IMAGE)])
-    archive.write_out(str(folder), verbose=False)
+    with native_convolutions():  # traced (add_endpoint) and saved (write_out) inside: tf.nn.conv2d only
+        archive = keras.export.ExportArchive()
+        archive.add_endpoint(SIGNATURE_IMAGE, lambda image: core_outputs(model, image),
+                             input_signature=[tf.TensorSpec(shape, tf.float32, name=INPUT_IMAGE)])
+        try:
+            archive.write_out(str(folder), verbose=False)
+        except tf.errors.OpError as err:  # TensorFlow's file system reports a full disk this way
+            raise OSError(f"{folder}: could not write the network for TFLite conversion "
+                          f"({err.message.strip()})") from err
     return Path(folder)
 
 

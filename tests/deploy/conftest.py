@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,6 +59,38 @@ def exported(tmp_path_factory: pytest.TempPathFactory, model: keras.Model, info:
     """The tiny model as one SavedModel folder (written directly, without the publishing steps)."""
     folder = tmp_path_factory.mktemp("saved_models") / "segdec-1"
     return write_saved_model(model, folder, info, {"source": "runs/demo/model_best.keras"})
+
+
+@dataclass(frozen=True)
+class TFLiteOps:
+    """What a .tflite file computes: op counts and the filter shapes (O, kh, kw, I) of its CONV_2D ops."""
+
+    counts: Counter
+    conv_filters: list[tuple[int, ...]]
+
+
+def read_tflite_ops(path: Path) -> TFLiteOps:
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path))
+    shapes = {t["index"]: tuple(int(d) for d in t["shape"]) for t in interpreter.get_tensor_details()}
+    ops = interpreter._get_ops_details()  # LiteRT's only op list (name, input and output tensor indices)
+    return TFLiteOps(Counter(op["op_name"] for op in ops),
+                     sorted(shapes[op["inputs"][1]] for op in ops if op["op_name"] == "CONV_2D"))
+
+
+def plain_conv_filters(model: keras.Model) -> list[tuple[int, ...]]:
+    """The CONV_2D filter shapes a .tflite of ``model`` holds when each Conv2D is one CONV_2D: Keras
+    kernels (kh, kw, I, O) as TFLite's (O, kh, kw, I)."""
+    kernels = [tuple(w.shape) for w in model.weights if len(w.shape) == 4]
+    return sorted((o, kh, kw, i) for kh, kw, i, o in kernels)
+
+
+@pytest.fixture(scope="session")
+def tflite_ops():
+    """``read_tflite_ops(path)`` and ``plain_conv_filters(model)`` (a fixture: test modules cannot import
+    each other's helpers here)."""
+    return read_tflite_ops, plain_conv_filters
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,9 @@ import pytest
 from ai_edge_litert.interpreter import Interpreter
 
 from kerasdec.deploy import tflite
+from kerasdec.deploy.check import FLOAT_TOLERANCE
 from kerasdec.inference.runners import TFLiteRunner, load, sigmoid
+from kerasdec.models.rowconv import use_row_gemm
 
 SIZE = 64
 
@@ -36,6 +38,24 @@ def test_runner_scores_and_heatmaps_match_keras(converted, images, keras_outputs
     assert scores.shape == (len(images),) and heatmaps.shape == (len(images), SIZE // 8, SIZE // 8)
     np.testing.assert_allclose(scores, keras_outputs["score"], atol=atol, rtol=0)
     np.testing.assert_allclose(heatmaps, sigmoid(keras_outputs["seg"]), atol=10 * atol, rtol=0)
+
+
+@pytest.mark.parametrize("mode", ["float32", "float16"])
+def test_every_convolution_is_one_conv2d_for_mobile_delegates(converted, model, images, keras_outputs,
+                                                              tflite_ops, mode):
+    """The 15x15x1024 block is one CONV_2D, not the CPU training path's row matmuls (before: 16
+    FULLY_CONNECTED, 32 STRIDED_SLICE, 15 PAD and no 15x15 filter), and the scores still pass the
+    export self-check's float tolerance."""
+    read_ops, plain_filters = tflite_ops
+    assert use_row_gemm((1, SIZE // 8, SIZE // 8, 64), 15)  # the block's 8x8 map takes the matmul path
+    ops = read_ops(converted[mode])
+    assert (1024, 15, 15, 64) in ops.conv_filters
+    assert ops.conv_filters == plain_filters(model)  # each Conv2D layer is exactly one CONV_2D
+    assert ops.counts["CONV_2D"] == 13 and ops.counts["PAD"] == 0
+    assert ops.counts["FULLY_CONNECTED"] == 1  # the decision head's Dense layer only
+    assert ops.counts["STRIDED_SLICE"] <= 2  # the outputs' batch slices; row-GEMM adds 2 per kernel row
+    scores, _ = load(converted[mode]).predict(images)
+    np.testing.assert_allclose(scores, keras_outputs["score"], atol=FLOAT_TOLERANCE[mode], rtol=0)
 
 
 def test_the_file_has_a_fixed_input_and_the_runner_enforces_it(converted, images):

@@ -182,6 +182,16 @@ def test_int8_keeps_the_held_out_decisions_and_the_threshold_is_no_score(trained
     assert int8["threshold"] == threshold and int8["input_shape"] == [1, SIZE, SIZE, 1]
 
 
+def test_int8_holds_each_convolution_as_one_conv2d(trained_export, trained, tflite_ops):
+    """The exported int8 file (128 px: the 15x15 block on a 16x16 map, where training uses row matmuls)
+    has one CONV_2D per Conv2D layer, the 15x15x1024 one included, and no row-GEMM ops."""
+    read_ops, plain_filters = tflite_ops
+    ops = read_ops(trained_export.written["int8"])
+    assert (1024, 15, 15, 64) in ops.conv_filters
+    assert ops.conv_filters == plain_filters(trained["runner"].model)  # one CONV_2D per Conv2D layer
+    assert ops.counts["PAD"] == 0 and ops.counts["FULLY_CONNECTED"] <= 1 and ops.counts["STRIDED_SLICE"] <= 2
+
+
 def test_predict_gives_the_same_decisions_from_every_artifact(trained_export, trained, tmp_path):
     folder = tmp_path / "images"
     folder.mkdir()
