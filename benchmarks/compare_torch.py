@@ -61,13 +61,17 @@ def weights(model) -> dict[str, np.ndarray]:
 
 
 class TorchWorker:
-    """The PyTorch side: a subprocess answering one JSON line per command."""
+    """The PyTorch side: a subprocess in the PyTorch venv answering one JSON line per command.
 
-    def __init__(self, threads: int | None = None) -> None:
+    ``script``: the worker, relative to benchmarks/ (torch_segdec.py here; fidelity/published_loop.py
+    for the fidelity harness); ``needs``: what the venv needs beyond benchmarks/setup_torch.sh.
+    """
+
+    def __init__(self, threads: int | None = None, script: str = "torch_segdec.py", needs: str = "") -> None:
         if not TORCH_PYTHON.is_file():
-            sys.exit(f"{TORCH_PYTHON} not found; run benchmarks/setup_torch.sh first")
+            sys.exit(f"{TORCH_PYTHON} not found; run benchmarks/setup_torch.sh first{needs}")
         env = dict(os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {}))
-        self.proc = subprocess.Popen([str(TORCH_PYTHON), str(HERE / "torch_segdec.py"), "--worker"],
+        self.proc = subprocess.Popen([str(TORCH_PYTHON), str(HERE / script), "--worker"],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
 
     def __call__(self, cmd: str, **kwargs) -> dict:

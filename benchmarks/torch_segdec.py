@@ -224,9 +224,11 @@ class Worker:
         return {"seconds": (time.perf_counter() - start) / steps}
 
 
-def serve() -> None:
-    """Answer one JSON command per stdin line with one JSON line on stdout."""
-    worker = Worker()
+def serve(worker: object | None = None) -> None:
+    """Answer one JSON command per stdin line with one JSON line on stdout, by calling the method of
+    ``worker`` (default: this module's Worker) that the command names; fidelity/published_loop.py
+    serves its own worker through this loop."""
+    worker = Worker() if worker is None else worker
     for line in sys.stdin:
         request = json.loads(line)
         cmd = request.pop("cmd")
@@ -234,7 +236,7 @@ def serve() -> None:
             break
         try:
             reply = getattr(worker, cmd)(**request)
-        except Exception as err:  # reported to the coordinator, which stops
+        except Exception as err:  # reported to the coordinator (compare_torch.TorchWorker), which stops
             reply = {"error": f"{type(err).__name__}: {err}"}
         sys.stdout.write(json.dumps(reply) + "\n")
         sys.stdout.flush()

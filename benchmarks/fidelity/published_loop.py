@@ -46,7 +46,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 from published_sampler import PublishedEpochs  # noqa: E402
-from torch_segdec import SegDec, export_weights, load_weights  # noqa: E402
+from torch_segdec import SegDec, export_weights, load_weights, serve  # noqa: E402
 
 DOWNSIZE = 8
 EXCLUDED = {"kos21_Part7"}  # the published KSDD reader skips this image
@@ -310,21 +310,6 @@ class Worker:
         return {"due": due, "ap": ap, "scores": scores, "names": [item.name for item in self.test]}
 
 
-def serve() -> None:
-    worker = Worker()
-    for line in sys.stdin:
-        request = json.loads(line)
-        cmd = request.pop("cmd")
-        if cmd == "quit":
-            break
-        try:
-            reply = getattr(worker, cmd)(**request)
-        except Exception as err:  # reported to the harness, which stops
-            reply = {"error": f"{type(err).__name__}: {err}"}
-        sys.stdout.write(json.dumps(reply) + "\n")
-        sys.stdout.flush()
-
-
 # ----------------------------------------------------------------------------------- whole runs
 def published_init(model: SegDec) -> None:
     """Xavier-normal convolution kernels (the reference's Conv2d_init); Linear keeps PyTorch's default."""
@@ -375,7 +360,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="result JSON of --train")
     args = parser.parse_args()
     if args.worker:
-        serve()
+        serve(Worker())
     elif args.train and args.out:
         result = train_run(json.loads(args.train.read_text()))
         tmp = args.out.with_suffix(".tmp")

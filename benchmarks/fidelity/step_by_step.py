@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,11 +37,10 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent.parent / "tests"))
 
-import kerasdec_side as kd  # noqa: E402
+import kerasdec_side as kd  # noqa: E402  (puts benchmarks/ on the path)
+from compare_torch import TorchWorker  # noqa: E402
 from fakes import write_dagm, write_ksdd2  # noqa: E402
 
-TORCH_PYTHON = Path(os.environ.get("KERASDEC_TORCH_VENV", Path.home() / ".cache/kerasdec-torch-venv"),
-                    "bin", "python")
 BAR = 1e-9
 # layout: (input W×H, images (h, w) on disk, train (pos, neg), test (pos, neg)). Both input sides >= 128:
 # the decision stage's last block then sees >= 2×2 positions. On one position the published network
@@ -55,30 +52,6 @@ LAYOUTS = {
     "ksdd2": ((128, 192), (240, 160), (6, 10), (3, 5)),
 }
 QUICK = {"dagm": ((128, 128), (160, 160), (3, 5), (2, 3)), "ksdd2": ((128, 192), (240, 160), (3, 5), (2, 3))}
-
-
-class TorchWorker:
-    """published_loop.py --worker in the PyTorch venv: one JSON line per command."""
-
-    def __init__(self) -> None:
-        if not TORCH_PYTHON.is_file():
-            sys.exit(f"{TORCH_PYTHON} not found; run benchmarks/setup_torch.sh and pip install "
-                     "opencv-python-headless scipy into that venv")
-        self.proc = subprocess.Popen([str(TORCH_PYTHON), str(HERE / "published_loop.py"), "--worker"],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-
-    def __call__(self, cmd: str, **kwargs) -> dict:
-        self.proc.stdin.write(json.dumps({"cmd": cmd, **kwargs}) + "\n")
-        self.proc.stdin.flush()
-        reply = json.loads(self.proc.stdout.readline())
-        if "error" in reply:
-            raise RuntimeError(f"PyTorch worker: {reply['error']}")
-        return reply
-
-    def close(self) -> None:
-        self.proc.stdin.write(json.dumps({"cmd": "quit"}) + "\n")
-        self.proc.stdin.flush()
-        self.proc.wait(timeout=60)
 
 
 def relative(a: np.ndarray, b: np.ndarray) -> float:
@@ -175,7 +148,8 @@ def run_one(layout: str, batch_size: int, epochs: int, root: Path, size: tuple[i
             scratch: Path, control: bool) -> dict:
     cfg = kd.published_config(layout, root, size, seed, scratch / f"run-{layout}-b{batch_size}",
                               epochs=epochs, batch_size=batch_size, precision="float64")
-    worker = TorchWorker()
+    worker = TorchWorker(script="fidelity/published_loop.py",
+                         needs=", then pip install opencv-python-headless scipy into that venv")
     lock = Lockstep(cfg, worker, scratch, control)
     tap = kd.StepTap(batch_size, lock.begin, lock.epoch, lock.step, lock.validation)
     start = time.perf_counter()
